@@ -1,0 +1,1 @@
+"""The gansample trainer (PyTorch). Install with the `train` extra."""

@@ -1,0 +1,110 @@
+"""Training configuration: one dataclass, overridable from the command line."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, fields
+from typing import Any
+
+from gansample.errors import GansampleError, bad_value
+
+RECIPES = ("gansample", "dcgan")
+
+
+@dataclass
+class TrainConfig:
+    data: str = "fashion-mnist"
+    data_dir: str | None = None
+    download: bool = False
+    resolution: int | None = None  # None: the dataset's own (28 for MNIST-like)
+    channels: int | None = None  # None: 1 if every image is grayscale, else 3
+    conditional: bool = False
+    recipe: str = "gansample"  # "dcgan": the plain pytorch/examples recipe (baseline)
+    steps: int = 10_000
+    batch_size: int = 64
+    z_dim: int = 64
+    g_width: int = 64
+    d_width: int = 64
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    beta1: float = 0.0
+    beta2: float = 0.99
+    loss: str = "hinge"  # hinge | bce (non-saturating)
+    r1_gamma: float = 0.0  # R1 penalty weight; 0 disables it
+    r1_every: int = 16  # lazy regularisation interval
+    ema_beta: float = 0.999  # EMA of G's weights; 0 disables it
+    ema_warmup: int = 500  # steps over which the EMA decay ramps up
+    augment: str = "translation,cutout"  # DiffAugment policy; "" disables it
+    sample_every: int = 500
+    ckpt_every: int = 1000
+    keep_ckpts: int = 3
+    log_every: int = 10
+    eval_every: int = 0  # evaluate G_ema every N steps and keep the best checkpoint
+    eval_n: int = 2000
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True  # mixed precision on CUDA
+    threads: int = 0  # torch intra-op threads on CPU; 0 = torch's default
+
+    def validate(self) -> None:
+        if self.steps <= 0:
+            raise bad_value("--steps", self.steps, "expected an integer >= 1")
+        if self.batch_size <= 0:
+            raise bad_value("--batch-size", self.batch_size, "expected an integer >= 1")
+        if self.recipe not in RECIPES:
+            raise bad_value("--set recipe", self.recipe, f"valid: {', '.join(RECIPES)}")
+        if self.loss not in ("hinge", "bce"):
+            raise bad_value("--set loss", self.loss, "valid: hinge, bce")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise bad_value("--device", self.device, "valid: auto, cpu, cuda")
+        if self.channels not in (None, 1, 3):
+            raise bad_value("--set channels", self.channels, "valid: 1, 3")
+        bad = [a for a in self.augment.split(",") if a and a not in ("translation", "cutout", "color")]
+        if bad:
+            raise bad_value("--set augment", self.augment, "a comma list of: translation, cutout, color")
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+
+def dcgan_recipe(cfg: TrainConfig) -> TrainConfig:
+    """The pytorch/examples DCGAN recipe: BCE loss, Adam(2e-4, beta1=0.5), BatchNorm in D,
+    no spectral norm, no EMA, no augmentation."""
+    return dataclasses.replace(cfg, recipe="dcgan", loss="bce", lr_g=2e-4, lr_d=2e-4, beta1=0.5,
+                               beta2=0.999, ema_beta=0.0, augment="", r1_gamma=0.0)
+
+
+def _parse(name: str, text: str, typ: Any) -> Any:
+    typ = str(typ)
+    try:
+        if text.lower() in ("none", "null") and "None" in typ:
+            return None
+        if typ.startswith("bool"):
+            if text.lower() in ("1", "true", "yes", "on"):
+                return True
+            if text.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if typ.startswith("int"):
+            return int(text)
+        if typ.startswith("float"):
+            return float(text)
+    except ValueError:
+        raise bad_value(f"--set {name}", text, f"expected a value of type {typ}") from None
+    return text
+
+
+def apply_overrides(cfg: TrainConfig, items: list[str]) -> TrainConfig:
+    """Apply ``key=value`` strings; unknown keys are rejected with the valid list."""
+    valid = {f.name: f.type for f in fields(TrainConfig)}
+    changes: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise bad_value("--set", item, "expected KEY=VALUE")
+        key, text = item.split("=", 1)
+        key = key.strip().replace("-", "_")
+        if key not in valid:
+            raise GansampleError(f"--set: unknown key {key!r}; valid keys: {', '.join(sorted(valid))}")
+        changes[key] = _parse(key, text.strip(), valid[key])
+    return dataclasses.replace(cfg, **changes)

@@ -1,0 +1,310 @@
+"""The training loop: read it top to bottom.
+
+D maximises E[log D(x)] + E[log(1 - D(G(z)))] (here in its hinge form, Lim & Ye 2017);
+G tries to fool D. Stabilisers of the `gansample` recipe: spectral norm + projection
+in D, DiffAugment on every image D sees (Zhao et al. 2020), optional lazy R1 on real
+images, and an EMA of G's weights that is what gets sampled and exported.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from gansample.errors import bad_value
+from gansample.images import make_grid, save_png
+from gansample.latents import labels_for_seeds, latents_for_seeds
+
+from . import checkpoint as ckpt
+from .config import TrainConfig, dcgan_recipe
+from .data import BatchSchedule, ImageData, load_dataset
+from .models import Discriminator, Generator
+
+GRID_SEEDS = 64
+
+
+# --- DiffAugment: the same random transform is differentiable w.r.t. the image --------
+def diff_augment(x: torch.Tensor, policy: str) -> torch.Tensor:
+    for p in policy.split(","):
+        if p == "color":
+            x = x + (torch.rand(x.size(0), 1, 1, 1, device=x.device) - 0.5)
+            mean = x.mean(dim=[1, 2, 3], keepdim=True)
+            x = (x - mean) * (torch.rand(x.size(0), 1, 1, 1, device=x.device) + 0.5) + mean
+        elif p == "translation":
+            x = _translate(x, ratio=0.125)
+        elif p == "cutout":
+            x = _cutout(x, ratio=0.5)
+    return x
+
+
+def _translate(x: torch.Tensor, ratio: float) -> torch.Tensor:
+    b, _, h, w = x.shape
+    s = int(h * ratio + 0.5)
+    shift = torch.randint(-s, s + 1, (2, b, 1, 1), device=x.device)
+    gy, gx = torch.meshgrid(torch.arange(h, device=x.device), torch.arange(w, device=x.device), indexing="ij")
+    # Shift by sampling a zero-padded copy at (y - dy, x - dx).
+    yy = torch.clamp(gy[None] + shift[0] + 1, 0, h + 1)
+    xx = torch.clamp(gx[None] + shift[1] + 1, 0, w + 1)
+    padded = F.pad(x, [1, 1, 1, 1, 0, 0, 0, 0], value=-1.0)  # pad with "black" in [-1, 1]
+    bi = torch.arange(b, device=x.device)[:, None, None]
+    return padded.permute(0, 2, 3, 1)[bi, yy, xx].permute(0, 3, 1, 2)
+
+
+def _cutout(x: torch.Tensor, ratio: float) -> torch.Tensor:
+    b, _, h, w = x.shape
+    ch, cw = int(h * ratio + 0.5), int(w * ratio + 0.5)
+    oy = torch.randint(0, h + (1 - ch % 2), (b, 1, 1), device=x.device) - ch // 2
+    ox = torch.randint(0, w + (1 - cw % 2), (b, 1, 1), device=x.device) - cw // 2
+    gy, gx = torch.meshgrid(torch.arange(h, device=x.device), torch.arange(w, device=x.device), indexing="ij")
+    inside = (gy[None] >= oy) & (gy[None] < oy + ch) & (gx[None] >= ox) & (gx[None] < ox + cw)
+    return x * (~inside).unsqueeze(1).to(x.dtype)
+
+
+# --- losses ------------------------------------------------------------------------
+def d_loss(cfg: TrainConfig, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    if cfg.loss == "hinge":
+        return F.relu(1 - real).mean() + F.relu(1 + fake).mean()
+    return F.softplus(-real).mean() + F.softplus(fake).mean()  # BCE with logits
+
+
+def g_loss(cfg: TrainConfig, fake: torch.Tensor) -> torch.Tensor:
+    return -fake.mean() if cfg.loss == "hinge" else F.softplus(-fake).mean()
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise bad_value("--device", name, "CUDA is not available to torch on this machine; use cpu or auto")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def new_run_dir(outdir: Path, data: ImageData, cfg: TrainConfig) -> Path:
+    outdir.mkdir(parents=True, exist_ok=True)
+    ids = [int(m.group(1)) for p in outdir.iterdir() if (m := re.match(r"^(\d{5})-", p.name))]
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", data.name) or "data"
+    tag = f"{max(ids, default=-1) + 1:05d}-{name}-{data.resolution}px{'-cond' if cfg.conditional else ''}"
+    if cfg.recipe != "gansample":
+        tag += f"-{cfg.recipe}"
+    run = outdir / tag
+    run.mkdir()
+    return run
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, data: ImageData, run_dir: Path, state: dict[str, Any] | None = None):
+        self.cfg, self.data, self.run_dir = cfg, data, run_dir
+        self.device = pick_device(cfg.device)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        torch.manual_seed(cfg.seed)
+        ncls = len(data.class_names) if cfg.conditional else 0
+        self.g_args = dict(z_dim=cfg.z_dim, resolution=data.resolution, channels=data.channels,
+                           num_classes=ncls, width=cfg.g_width)
+        self.d_args = dict(resolution=data.resolution, channels=data.channels, num_classes=ncls,
+                           width=cfg.d_width, recipe=cfg.recipe)
+        self.G = Generator(**self.g_args).to(self.device)
+        self.D = Discriminator(**self.d_args).to(self.device)
+        self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
+        betas = (cfg.beta1, cfg.beta2)
+        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.lr_g, betas=betas)
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr_d, betas=betas)
+        self.step = 0
+        self.best: dict[str, Any] | None = None
+        if state is not None:
+            self._restore(state)
+        self.images = torch.from_numpy(np.array(data.images))  # uint8, CPU; batches move to device
+        self.labels = torch.from_numpy(data.labels) if data.labels is not None else None
+        self.schedule = BatchSchedule(len(data.images), cfg.batch_size, cfg.seed)
+        self.use_amp = cfg.amp and self.device.type == "cuda"
+        # Fixed latents for the progress grids, by the runtime's seed rule.
+        self.grid_z = torch.from_numpy(latents_for_seeds(range(GRID_SEEDS), cfg.z_dim)).to(self.device)
+        self.grid_y = torch.from_numpy(labels_for_seeds(range(GRID_SEEDS), ncls)).to(self.device) if ncls else None
+        self.evaluate: Callable[[Trainer], dict[str, float]] | None = None
+
+    # --- state ---------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        rng: dict[str, Any] = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        return {
+            "step": self.step, "config": json.loads(self.cfg.to_json()),
+            "g_args": self.g_args, "d_args": self.d_args,
+            "class_names": list(self.data.class_names), "dataset": self.data.name,
+            "G": self.G.state_dict(), "D": self.D.state_dict(), "G_ema": self.G_ema.state_dict(),
+            "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(), "rng": rng,
+            "best": self.best,
+        }
+
+    def _restore(self, s: dict[str, Any]) -> None:
+        self.G.load_state_dict(s["G"])
+        self.D.load_state_dict(s["D"])
+        self.G_ema.load_state_dict(s["G_ema"])
+        self.opt_g.load_state_dict(s["opt_g"])
+        self.opt_d.load_state_dict(s["opt_d"])
+        self.step = int(s["step"])
+        self.best = s.get("best")
+        torch.set_rng_state(s["rng"]["torch"])
+        if "cuda" in s["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(s["rng"]["cuda"])
+
+    def save_checkpoint(self) -> Path:
+        path = self.run_dir / ckpt.checkpoint_name(self.step)
+        ckpt.save(self.state(), path)
+        keep = {path.name} | ({self.best["file"]} if self.best else set())
+        old = [p for p in ckpt.list_checkpoints(self.run_dir) if p.name not in keep]
+        for p in old[: max(0, len(old) - (self.cfg.keep_ckpts - 1))]:
+            p.unlink()
+        return path
+
+    # --- one step --------------------------------------------------------------------
+    def _batch(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        idx = self.schedule.indices(self.step)
+        x = self.images[idx].to(self.device, non_blocking=True).float().div_(127.5).sub_(1.0)
+        y = self.labels[idx].to(self.device) if self.labels is not None else None
+        return x, y
+
+    def _aug(self, x: torch.Tensor) -> torch.Tensor:
+        return diff_augment(x, self.cfg.augment) if self.cfg.augment else x
+
+    def train_step(self) -> dict[str, float]:
+        cfg, B = self.cfg, self.cfg.batch_size
+        real, y = self._batch()
+        ncls = self.g_args["num_classes"]
+        amp = torch.autocast("cuda", dtype=torch.bfloat16) if self.use_amp else nullcontext()
+        # D step: push real logits up and fake logits down.
+        z = torch.randn(B, cfg.z_dim, device=self.device)
+        y_fake = torch.randint(0, ncls, (B,), device=self.device) if ncls else None
+        with amp:
+            with torch.no_grad():
+                fake = self.G(z, y_fake)
+            d_real = self.D(self._aug(real), y).float()
+            d_fake = self.D(self._aug(fake), y_fake).float()
+            loss_d = d_loss(cfg, d_real, d_fake)
+        self.opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        r1 = 0.0
+        if cfg.r1_gamma > 0 and self.step % cfg.r1_every == 0:
+            # Lazy R1: gamma/2 * ||grad_x D(x)||^2 on real images, scaled by the interval.
+            real_r = real.detach().requires_grad_(True)
+            (grad,) = torch.autograd.grad(self.D(real_r, y).sum(), real_r, create_graph=True)
+            penalty = grad.square().sum(dim=[1, 2, 3]).mean()
+            (penalty * cfg.r1_gamma / 2 * cfg.r1_every).backward()
+            r1 = float(penalty)
+        self.opt_d.step()
+        # G step: make D call the fakes real.
+        z = torch.randn(B, cfg.z_dim, device=self.device)
+        y_fake = torch.randint(0, ncls, (B,), device=self.device) if ncls else None
+        with amp:
+            loss_g = g_loss(cfg, self.D(self._aug(self.G(z, y_fake)), y_fake).float())
+        self.opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        self.opt_g.step()
+        self._update_ema()
+        self.step += 1
+        return {"loss_d": loss_d.item(), "loss_g": loss_g.item(), "d_real": d_real.detach().mean().item(),
+                "d_fake": d_fake.detach().mean().item(), "r1": r1}
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        beta = self.cfg.ema_beta
+        if beta > 0 and self.cfg.ema_warmup > 0:
+            # Ramp the decay so the EMA does not average in the random initialisation.
+            beta = min(beta, (1 + self.step) / (10 + self.step))
+        for pe, p in zip(self.G_ema.parameters(), self.G.parameters()):
+            pe.lerp_(p, 1 - beta) if beta > 0 else pe.copy_(p)
+        for be, b in zip(self.G_ema.buffers(), self.G.buffers()):
+            be.copy_(b)
+
+    @torch.no_grad()
+    def sample_grid(self) -> Path:
+        imgs = self.G_ema(self.grid_z, self.grid_y)
+        u8 = ((imgs.float().clamp(-1, 1) + 1) * 127.5 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+        path = self.run_dir / f"samples-{self.step:08d}.png"
+        save_png(make_grid(u8, cols=8), path, compress_level=6)
+        return path
+
+    # --- the loop --------------------------------------------------------------------
+    def run(self, progress: bool = True) -> Path:
+        cfg = self.cfg
+        log_path = self.run_dir / "metrics.jsonl"
+        if self.step == 0:
+            self.sample_grid()
+        bar = tqdm(total=cfg.steps, initial=self.step, disable=not progress, unit="step",
+                   dynamic_ncols=True, desc=self.run_dir.name)
+        t_last, step_last = time.perf_counter(), self.step
+        with open(log_path, "a", encoding="utf-8") as log:
+            while self.step < cfg.steps:
+                stats = self.train_step()
+                now = time.perf_counter()
+                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                    ips = (self.step - step_last) * cfg.batch_size / max(now - t_last, 1e-9)
+                    t_last, step_last = now, self.step
+                    row = {"step": self.step, "kimg": self.step * cfg.batch_size / 1000,
+                           "img_per_s": round(ips, 1), **{k: round(v, 6) for k, v in stats.items()}}
+                    log.write(json.dumps(row) + "\n")
+                    log.flush()
+                    bar.set_postfix(D=f"{stats['loss_d']:.3f}", G=f"{stats['loss_g']:.3f}",
+                                    img_s=f"{ips:.0f}")
+                bar.update(1)
+                if self.step % cfg.sample_every == 0 or self.step == cfg.steps:
+                    self.sample_grid()
+                if cfg.eval_every and self.evaluate and (self.step % cfg.eval_every == 0 or self.step == cfg.steps):
+                    self._evaluate(log)
+                if self.step % cfg.ckpt_every == 0 or self.step == cfg.steps:
+                    self.save_checkpoint()
+        bar.close()
+        return self.run_dir
+
+    def _evaluate(self, log: Any) -> None:
+        assert self.evaluate is not None
+        metrics = self.evaluate(self)
+        log.write(json.dumps({"step": self.step, "eval": metrics}) + "\n")
+        fd = metrics["frechet_distance"]
+        if self.best is None or fd < self.best["frechet_distance"]:
+            self.best = {"step": self.step, "frechet_distance": fd, "file": ckpt.checkpoint_name(self.step)}
+            ckpt.save(self.state(), self.run_dir / "checkpoint-best.pt")
+
+
+def train(cfg: TrainConfig, outdir: str | Path = "runs", resume: str | None = None,
+          progress: bool = True, steps: int | None = None) -> Path:
+    """Train from scratch, or continue the run/checkpoint ``resume`` (to ``steps`` total)."""
+    state = None
+    if resume:
+        state = ckpt.load(resume, "--resume")
+        cfg = TrainConfig(**state["config"])
+        if steps is not None:
+            cfg.steps = steps
+        run_dir = Path(state["path"]).parent
+    if cfg.recipe == "dcgan" and (state is None):
+        cfg = dcgan_recipe(cfg)
+    cfg.validate()
+    data = load_dataset(cfg.data, cfg.resolution, cfg.channels, cfg.conditional, cfg.data_dir, cfg.download)
+    if data.skipped and progress:
+        print(f"skipped {data.skipped} unreadable image file(s) in {cfg.data}")
+    if state is None:
+        run_dir = new_run_dir(Path(outdir), data, cfg)
+        (run_dir / "config.json").write_text(json.dumps(json.loads(cfg.to_json()), indent=2) + "\n")
+    trainer = Trainer(cfg, data, run_dir, state)
+    if cfg.eval_every:
+        from .evaluate_hook import make_evaluator
+        trainer.evaluate = make_evaluator(cfg, data)
+    if state is not None and trainer.step >= cfg.steps:
+        raise bad_value("--steps", cfg.steps, f"must be larger than the checkpoint's step ({trainer.step}) to continue")
+    return trainer.run(progress=progress)
+
+
+def img_per_s(run_dir: Path) -> float:
+    rows = [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    rates = [r["img_per_s"] for r in rows if "img_per_s" in r][1:]  # first includes warm-up
+    return float(np.median(rates)) if rates else 0.0
