@@ -75,6 +75,102 @@ def _cmd_train(a: argparse.Namespace) -> int:
     return 0
 
 
+# --- shared helpers ----------------------------------------------------------------------
+def ensure_outdir(path: str, arg: str = "--outdir") -> "Path":
+    """Create the folder (and parents) and check it is writable, or raise a clear error."""
+    import os
+    import tempfile
+    from pathlib import Path
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise GansampleError(f"{arg}: got {path!r}; it is an existing file, expected a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=out, prefix=".probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise GansampleError(f"{arg}: got {path!r}; the folder is not writable ({e.strerror})") from None
+    return out
+
+
+def _add_device_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto", help="auto (default: CUDA if usable, else CPU), cpu, cuda")
+    p.add_argument("--threads", type=_positive_int("threads"), default=None,
+                   help="CPU threads for onnxruntime (default: all cores)")
+
+
+def _note_device(g: object, quiet: bool, verbose: bool) -> None:
+    note = g.device.note  # type: ignore[attr-defined]
+    if verbose or (note and not quiet):
+        msg = f"device: {g.provider}"  # type: ignore[attr-defined]
+        print(msg + (f" ({note})" if note else ""), file=sys.stderr)
+
+
+# --- generate ------------------------------------------------------------------------------
+def _add_generate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("generate", help="sample images from a generator",
+                       description="Sample images. Each image depends only on (model, seed, class, psi).")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("-n", type=_positive_int("n"), default=None, help="number of images (seeds 0..n-1)")
+    src.add_argument("--seeds", default=None, help="seed list: 0-63, 1,5,9 or 0-9,100")
+    p.add_argument("--model", default=None, help="model name, folder or .onnx file (default: fashion-mnist)")
+    p.add_argument("--trunc", type=float, default=1.0, metavar="PSI", help="truncation psi (default 1 = none)")
+    p.add_argument("--class", dest="cls", default=None, help="class index or name (conditional models)")
+    p.add_argument("--batch-size", type=_positive_int("batch-size"), default=64)
+    p.add_argument("--format", choices=("png", "npz", "grid"), default="png",
+                   help="png: one file per seed + grid.png; npz: one images.npz; grid: grid.png only")
+    p.add_argument("--outdir", default=None, help="output folder (default: out/MODEL)")
+    p.add_argument("--skip-existing", action="store_true", help="skip seeds whose PNG already exists")
+    p.add_argument("--workers", type=_positive_int("workers"), default=None, help="PNG encoding threads")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("-v", "--verbose", action="store_true", help="print the execution provider and timings")
+    _add_device_args(p)
+    p.set_defaults(func=_cmd_generate)
+
+
+def _cmd_generate(a: argparse.Namespace) -> int:
+    from .commands import generate
+    return generate(a)
+
+
+# --- info ------------------------------------------------------------------------------------
+def _add_info(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("info", help="show a model's metadata, variants and providers")
+    p.add_argument("model", nargs="?", default=None, help="model name, folder or .onnx file")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    _add_device_args(p)
+    p.set_defaults(func=_cmd_info)
+
+
+def _cmd_info(a: argparse.Namespace) -> int:
+    from .commands import info
+    return info(a)
+
+
+# --- export ----------------------------------------------------------------------------------
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="export a checkpoint to ONNX (needs the 'train' extra)")
+    p.add_argument("checkpoint", help="checkpoint file or run folder (its latest checkpoint)")
+    p.add_argument("--out", required=True, help="output folder, e.g. exported/NAME/")
+    p.add_argument("--name", default=None, help="model name in the metadata (default: the folder name)")
+    p.add_argument("--no-fp16", action="store_true", help="skip the fp16 GPU variant")
+    p.set_defaults(func=_cmd_export)
+
+
+def _cmd_export(a: argparse.Namespace) -> int:
+    try:
+        from training.export import export_checkpoint
+    except ModuleNotFoundError as e:
+        raise _install_hint("train", e.name or "torch") from None
+    report = export_checkpoint(a.checkpoint, a.out, name=a.name, fp16=not a.no_fp16)
+    for f, size in report["files"].items():
+        print(f"{a.out.rstrip('/')}/{f}  {size / 1e6:.2f} MB")
+    print(f"parity vs PyTorch: generator max |diff| {report['generator_max_abs_diff']:.2e}, "
+          f"discriminator max |diff| {report['discriminator_max_abs_diff']:.2e}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
     parser = argparse.ArgumentParser(prog="gansample", description="Sample, explore and score GANs exported to ONNX.")
@@ -85,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_COMMANDS = [_add_train]
+_COMMANDS = [_add_generate, _add_info, _add_export, _add_train]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

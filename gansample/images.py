@@ -12,6 +12,8 @@ from typing import Callable, Iterable
 import numpy as np
 from PIL import Image
 
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 # Decompression-bomb guard: refuse anything above this many pixels before decoding.
 MAX_PIXELS = 64_000_000
@@ -99,6 +101,7 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], None]) ->
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file normal permissions
         write(Path(tmp))
         os.replace(tmp, path)
     except BaseException:
@@ -117,3 +120,41 @@ def save_png(image: np.ndarray, path: str | os.PathLike[str], compress_level: in
 def save_pngs(images: Iterable[np.ndarray], paths: Iterable[Path]) -> None:
     for img, p in zip(images, paths):
         save_png(img, p)
+
+
+class ParallelWriter:
+    """Encode and write images on a pool of threads (Pillow's encoders release the GIL)
+    while the caller keeps running inference. At most ``max_pending`` writes are queued,
+    so memory stays flat however many images pass through."""
+
+    def __init__(self, workers: int | None = None, max_pending: int = 1024) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+        self.pool = ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 2)
+        self.pending: list = []
+        self.max_pending = max_pending
+        self.written = 0
+
+    def submit(self, fn: Callable[..., None], *args: object) -> None:
+        self.pending.append(self.pool.submit(fn, *args))
+        if len(self.pending) >= self.max_pending:
+            self._drain(self.max_pending // 2)
+
+    def _drain(self, keep: int) -> None:
+        while len(self.pending) > keep:
+            self.pending.pop(0).result()  # re-raises a failed write
+            self.written += 1
+
+    def close(self) -> None:
+        try:
+            self._drain(0)
+        finally:
+            self.pool.shutdown(wait=True)
+
+    def __enter__(self) -> "ParallelWriter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if exc[0] is not None:
+            for f in self.pending:
+                f.cancel()
+        self.close()

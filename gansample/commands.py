@@ -1,0 +1,145 @@
+"""Bodies of the CLI commands: call the API, write files, report."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .errors import GansampleError
+from .images import ParallelWriter, atomic_write, make_grid, save_png
+
+GRID_MAX = 256  # grid.png shows at most this many images
+
+
+def seed_filename(seed: int) -> str:
+    return f"seed{seed:04d}.png"
+
+
+def _write_manifest(path: Path, rows: list[dict]) -> None:
+    buf = io.StringIO()
+    fields = list(rows[0].keys()) if rows else ["seed", "file"]
+    w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    text = buf.getvalue()
+    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def _save_npz(path: Path, **arrays: np.ndarray) -> None:
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, **arrays)
+    atomic_write(path, write)
+
+
+def generate(a: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .cli import _note_device, ensure_outdir
+    from .generator import Generator
+
+    t0 = time.perf_counter()
+    g = Generator(a.model, device=a.device, threads=a.threads, batch_size=a.batch_size)
+    psi = g.check_psi(a.trunc)
+    seeds = g._seeds(a.seeds, a.n if a.n is not None else (None if a.seeds else 64))
+    _note_device(g, a.quiet, a.verbose)
+    names = g.class_names if g.info.conditional else []
+    labels = g.labels_for(seeds, a.cls)  # validates --class before any output
+    outdir = ensure_outdir(a.outdir or str(Path("out") / g.name))
+    todo = seeds
+    if a.skip_existing and a.format == "png":
+        todo = [s for s in seeds if not (outdir / seed_filename(s)).exists()]
+    rows = [{"seed": s, "class": "" if labels is None else int(labels[i]),
+             "class_name": names[int(labels[i])] if labels is not None else "", "psi": psi,
+             "file": seed_filename(s) if a.format == "png" else ""} for i, s in enumerate(seeds)]
+    grid_imgs: list[np.ndarray] = []
+    keep_all = a.format == "npz"
+    all_imgs, all_z, all_y = [], [], []
+    bar = tqdm(total=len(todo), unit="img", disable=a.quiet or len(todo) < 512, file=sys.stderr)
+    with ParallelWriter(a.workers) as writer:
+        for res in g.iter_samples(seeds=todo, psi=psi, cls=a.cls):
+            if a.format == "png":
+                for img, s in zip(res.images, res.seeds or []):
+                    writer.submit(save_png, img, outdir / seed_filename(s))
+            if len(grid_imgs) < GRID_MAX:
+                grid_imgs.extend(res.images[: GRID_MAX - len(grid_imgs)])
+            if keep_all:
+                all_imgs.append(res.images)
+                all_z.append(res.latents)
+                if res.labels is not None:
+                    all_y.append(res.labels)
+            bar.update(len(res))
+    bar.close()
+    if a.format in ("png", "grid") and grid_imgs:
+        save_png(make_grid(np.stack(grid_imgs)), outdir / "grid.png", compress_level=6)
+    if keep_all and all_imgs:
+        extra = {"labels": np.concatenate(all_y)} if all_y else {}
+        _save_npz(outdir / "images.npz", images=np.concatenate(all_imgs),
+                  seeds=np.asarray(todo, dtype=np.int64), latents=np.concatenate(all_z), **extra)
+    _write_manifest(outdir / "manifest.csv", rows)
+    dt = time.perf_counter() - t0
+    if not a.quiet:
+        what = {"png": f"{len(todo)} PNGs + grid.png", "npz": "images.npz", "grid": "grid.png"}[a.format]
+        skipped = len(seeds) - len(todo)
+        print(f"wrote {what} to {outdir}" + (f" (skipped {skipped} existing)" if skipped else "")
+              + (f" in {dt:.2f}s on {g.provider}" if a.verbose else ""))
+    return 0
+
+
+def info(a: argparse.Namespace) -> int:
+    import onnxruntime as ort
+
+    from .registry import resolve_model
+    from .session import Session, cuda_status, resolve_device
+
+    files = resolve_model(a.model)
+    device = resolve_device(a.device)
+    entries = {**{f"generator ({v})": p for v, p in files.generators.items()}}
+    if files.discriminator:
+        entries["discriminator"] = files.discriminator
+    if not entries:
+        raise GansampleError(f"--model: {a.model!r} has no ONNX files")
+    report: dict = {"model": files.name, "folder": str(files.folder),
+                    "providers_available": ort.get_available_providers(),
+                    "cuda_usable": cuda_status()[0], "cuda_note": cuda_status()[1],
+                    "files": {}}
+    meta = None
+    for label, path in entries.items():
+        s = Session(path, device)
+        meta = meta or s.info
+        d = s.describe()
+        report["files"][label] = {"file": path.name, "size_mb": round(path.stat().st_size / 1e6, 3),
+                                  "provider": d["provider"], "variant": s.info.variant,
+                                  "output": s.info.output,
+                                  "inputs": [f"{n} {t} {sh}" for n, t, sh in d["inputs"]],
+                                  "outputs": [f"{n} {t} {sh}" for n, t, sh in d["outputs"]]}
+    assert meta is not None
+    report["metadata"] = {k: v for k, v in meta.__dict__.items() if k not in ("variant", "output")}
+    if a.format == "json":
+        print(json.dumps(report, indent=2))
+        return 0
+    m = report["metadata"]
+    print(f"model:      {files.name}  ({files.folder})")
+    print(f"image:      {m['img_resolution']}x{m['img_resolution']}, {m['img_channels']} channel(s); z_dim {m['z_dim']}")
+    if m["num_classes"]:
+        print(f"classes:    {m['num_classes']}: " + ", ".join(f"{i}={n}" for i, n in enumerate(m["class_names"])))
+    else:
+        print("classes:    unconditional")
+    print(f"trained:    {m['dataset'] or '?'}, {m['train_steps']} steps, commit {m['source_commit'] or '?'}")
+    print(f"seed rule:  {m['seed_rule']}")
+    if m["metrics"]:
+        print("metrics:    " + ", ".join(f"{k}={v}" for k, v in m["metrics"].items()))
+    print(f"providers:  available {', '.join(report['providers_available'])}; "
+          f"CUDA {'usable' if report['cuda_usable'] else 'not usable: ' + report['cuda_note']}")
+    for label, f in report["files"].items():
+        print(f"{label}: {f['file']} ({f['size_mb']} MB) on {f['provider']}")
+        print(f"    in:  {'; '.join(f['inputs'])}")
+        print(f"    out: {'; '.join(f['outputs'])}  [{f['output']}]")
+    return 0

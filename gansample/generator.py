@@ -1,0 +1,211 @@
+"""Generator: seeds (or latents) in, uint8 images out."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from . import latents as lat
+from .errors import bad_value
+from .metadata import FLOAT_NCHW, ModelInfo
+from .registry import ModelFiles, resolve_model
+from .session import Device, Session, resolve_device
+
+VARIANTS = ("auto", "fp32", "uint8", "fp16")
+PSI_RANGE = (0.0, 2.0)
+ClassArg = "int | str | Sequence[int | str] | None"
+
+
+@dataclass
+class SampleResult:
+    """One batch of samples. ``images`` is uint8 [N, H, W, C]."""
+
+    images: np.ndarray
+    seeds: list[int] | None
+    latents: np.ndarray  # float32 [N, z_dim], after truncation
+    labels: np.ndarray | None  # int64 [N], or None for unconditional models
+    psi: float = 1.0
+    extra: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def pil(self, i: int):  # -> PIL.Image.Image
+        from .images import to_pil
+        return to_pil(self.images[i])
+
+
+def quantize(x: np.ndarray) -> np.ndarray:
+    """float32 NCHW in [-1, 1] -> uint8 NHWC, exactly as the uint8 graph variant does."""
+    y = np.clip(x * np.float32(127.5) + np.float32(128.0), 0.0, 255.0).astype(np.uint8)
+    return np.ascontiguousarray(y.transpose(0, 2, 3, 1))
+
+
+class Generator:
+    """Load a gansample generator and sample from it.
+
+    >>> g = Generator("fashion-mnist")
+    >>> out = g.sample(seeds=range(8), psi=0.8)
+    >>> out.images.shape  # (8, 28, 28, 1)
+    """
+
+    def __init__(self, model: str | os.PathLike[str] | None = None, device: str = "auto",
+                 variant: str = "auto", threads: int | None = None, batch_size: int = 64) -> None:
+        if variant not in VARIANTS:
+            raise bad_value("variant", variant, f"valid: {', '.join(VARIANTS)}")
+        if batch_size < 1:
+            raise bad_value("--batch-size", batch_size, "expected an integer >= 1")
+        self.files: ModelFiles = resolve_model(model)
+        if not self.files.generators:
+            raise bad_value("--model", str(model), "a model with a generator (generator*.onnx)")
+        self.device: Device = resolve_device(device)
+        path = self._pick(variant)
+        self.session = Session(path, self.device, threads)
+        self.info: ModelInfo = self.session.info
+        if self.info.role != "generator":
+            raise bad_value("--model", str(path), f"a generator; this model's role is {self.info.role!r}")
+        self.batch_size = batch_size
+
+    def _pick(self, variant: str):
+        gens = self.files.generators
+        if "given" in gens:
+            return gens["given"]
+        if variant != "auto":
+            if variant not in gens:
+                raise bad_value("variant", variant, f"this model has: {', '.join(sorted(gens))}")
+            return gens[variant]
+        gpu = "CUDAExecutionProvider" in self.device.providers
+        order = ("fp16", "uint8", "fp32") if gpu else ("uint8", "fp32")
+        return next(gens[v] for v in order if v in gens)
+
+    # --- properties ------------------------------------------------------------------
+    @property
+    def provider(self) -> str:
+        return self.session.provider
+
+    @property
+    def name(self) -> str:
+        return self.info.name or self.files.name
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.info.class_names or [str(i) for i in range(self.info.num_classes)]
+
+    # --- argument handling -------------------------------------------------------------
+    def class_index(self, cls: int | str, arg: str = "--class") -> int:
+        if not self.info.conditional:
+            raise bad_value(arg, cls, f"model {self.name!r} is unconditional: it takes no class")
+        names = self.class_names
+        if isinstance(cls, str) and not cls.strip().lstrip("-").isdigit():
+            folded = {n.lower(): i for i, n in enumerate(names)}
+            if cls.lower() not in folded:
+                raise bad_value(arg, cls, f"class names: {', '.join(names)} (or an index 0-{len(names) - 1})")
+            return folded[cls.lower()]
+        idx = int(cls)
+        if not 0 <= idx < self.info.num_classes:
+            raise bad_value(arg, cls, f"a class index 0-{self.info.num_classes - 1} or a name: {', '.join(names)}")
+        return idx
+
+    def labels_for(self, seeds: Sequence[int], cls: "int | str | None") -> np.ndarray | None:
+        if not self.info.conditional:
+            if cls is not None:
+                self.class_index(cls)  # raises: unconditional
+            return None
+        if cls is None:
+            return lat.labels_for_seeds(seeds, self.info.num_classes)
+        return np.full(len(seeds), self.class_index(cls), dtype=np.int64)
+
+    @staticmethod
+    def check_psi(psi: float) -> float:
+        try:
+            psi = float(psi)
+        except (TypeError, ValueError):
+            raise bad_value("--trunc", psi, f"a number in [{PSI_RANGE[0]}, {PSI_RANGE[1]}]") from None
+        if not PSI_RANGE[0] <= psi <= PSI_RANGE[1] or psi != psi:
+            raise bad_value("--trunc", psi, f"a number in [{PSI_RANGE[0]}, {PSI_RANGE[1]}] "
+                            "(1 = no truncation, smaller = less varied, more typical)")
+        return psi
+
+    @staticmethod
+    def _seeds(seeds: "Sequence[int] | str | None", n: int | None) -> list[int]:
+        if seeds is not None and n is not None:
+            raise bad_value("seeds", seeds, "give either seeds or n, not both")
+        if isinstance(seeds, str):
+            return lat.parse_seeds(seeds)
+        if seeds is not None:
+            out = [int(s) for s in seeds]
+            if any(s < 0 or s > lat.MAX_SEED for s in out):
+                raise bad_value("--seeds", seeds, f"seeds in 0-{lat.MAX_SEED}")
+            return out
+        if n is None:
+            n = 1
+        if isinstance(n, bool) or int(n) < 1:
+            raise bad_value("-n", n, "expected an integer >= 1")
+        return list(range(int(n)))
+
+    # --- sampling ----------------------------------------------------------------------
+    def run(self, z: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
+        """Latents [N, z_dim] (+ labels [N]) -> uint8 [N, H, W, C], in batches."""
+        if z.ndim != 2 or z.shape[1] != self.info.z_dim:
+            raise bad_value("latents", z.shape, f"shape [N, {self.info.z_dim}]")
+        if self.info.conditional and labels is None:
+            raise bad_value("labels", None, "this model is class-conditional and needs labels")
+        out = []
+        bs = self.batch_size
+        for i in range(0, len(z), bs):
+            zb = z[i:i + bs]
+            yb = labels[i:i + bs] if labels is not None else None
+            n = len(zb)
+            if self.session.on_cuda and n < bs:
+                # One fixed batch shape on the GPU: pad so kernels are not re-planned.
+                zb = np.concatenate([zb, np.zeros((bs - n, zb.shape[1]), np.float32)])
+                yb = np.concatenate([yb, np.zeros(bs - n, np.int64)]) if yb is not None else None
+            feeds = {"z": np.ascontiguousarray(zb, dtype=np.float32)}
+            if yb is not None:
+                feeds["label"] = np.ascontiguousarray(yb, dtype=np.int64)
+            y = self.session.run(feeds)[:n]
+            out.append(quantize(y) if self.info.output == FLOAT_NCHW else y)
+        return np.concatenate(out) if out else np.zeros((0,), np.uint8)
+
+    def sample(self, seeds: "Sequence[int] | str | None" = None, n: int | None = None, psi: float = 1.0,
+               cls: "int | str | None" = None, latents: np.ndarray | None = None,
+               labels: "Sequence[int] | np.ndarray | None" = None) -> SampleResult:
+        """Sample by seeds (a list or a seed string like ``"0-63"``), by count ``n`` (seeds
+        0..n-1), or by explicit ``latents`` [N, z_dim] (+ ``labels``). ``cls`` fixes the
+        class of a conditional model (index or name); without it the class of seed s is
+        ``s % num_classes``. ``psi`` is the truncation factor."""
+        psi = self.check_psi(psi)
+        if latents is not None:
+            z = lat.truncate(np.asarray(latents, dtype=np.float32), psi)
+            ys = None
+            if self.info.conditional:
+                if labels is None and cls is None:
+                    raise bad_value("labels", None, "this model is class-conditional: pass labels or cls")
+                ys = (np.asarray(labels, dtype=np.int64) if labels is not None
+                      else np.full(len(z), self.class_index(cls), np.int64))
+                bad = ys[(ys < 0) | (ys >= self.info.num_classes)]
+                if len(bad):
+                    raise bad_value("labels", int(bad[0]), f"class indices 0-{self.info.num_classes - 1}")
+            return SampleResult(self.run(z, ys), None, z, ys, psi)
+        seed_list = self._seeds(seeds, n)
+        z = lat.truncate(lat.latents_for_seeds(seed_list, self.info.z_dim), psi)
+        ys = self.labels_for(seed_list, cls)
+        return SampleResult(self.run(z, ys), seed_list, z, ys, psi)
+
+    def iter_samples(self, seeds: "Sequence[int] | str | None" = None, n: int | None = None,
+                     psi: float = 1.0, cls: "int | str | None" = None,
+                     chunk: int | None = None) -> Iterator[SampleResult]:
+        """Like :meth:`sample`, but yields one result per batch: memory stays flat in n."""
+        psi = self.check_psi(psi)
+        seed_list = self._seeds(seeds, n)
+        labels_for = self.labels_for(seed_list[:1], cls)  # validate cls before starting
+        del labels_for
+        step = chunk or self.batch_size
+        for i in range(0, len(seed_list), step):
+            part = seed_list[i:i + step]
+            z = lat.truncate(lat.latents_for_seeds(part, self.info.z_dim), psi)
+            ys = self.labels_for(part, cls)
+            yield SampleResult(self.run(z, ys), part, z, ys, psi)

@@ -1,0 +1,138 @@
+"""The only place an onnxruntime InferenceSession is created: device and provider
+choice, threads, and the run call (IO binding on CUDA)."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from .errors import GansampleError, bad_value
+from .metadata import ModelInfo
+
+DEVICES = ("auto", "cpu", "cuda")
+CPU, CUDA = "CPUExecutionProvider", "CUDAExecutionProvider"
+_CUDA_PROBE: tuple[bool, str] | None = None
+
+
+def cuda_status() -> tuple[bool, str]:
+    """(usable, reason). Checked without asking onnxruntime for CUDA, which would print
+    error lines when the CUDA libraries are missing: the provider must be compiled in,
+    an NVIDIA driver must be present and the CUDA runtime library must load."""
+    global _CUDA_PROBE
+    if _CUDA_PROBE is None:
+        _CUDA_PROBE = _probe_cuda()
+    return _CUDA_PROBE
+
+
+def _probe_cuda() -> tuple[bool, str]:
+    if CUDA not in ort.get_available_providers():
+        return False, "this onnxruntime build has no CUDA provider (install onnxruntime-gpu)"
+    if sys.platform.startswith("linux"):
+        if not (os.path.exists("/proc/driver/nvidia") or Path("/dev/nvidia0").exists()):
+            return False, "no NVIDIA driver found"
+        # onnxruntime-gpu needs the CUDA runtime and cuDNN; try them the way it will.
+        try:
+            ort.preload_dlls()  # picks up pip-installed nvidia-* wheels when present
+        except Exception:  # older onnxruntime, or nothing to preload
+            pass
+        for lib in ("libcudart.so.12", "libcudart.so.13", "libcudart.so"):
+            try:
+                ctypes.CDLL(lib)
+                return True, ""
+            except OSError:
+                continue
+        return False, "the CUDA runtime library (libcudart) cannot be loaded"
+    return True, ""
+
+
+@dataclass
+class Device:
+    requested: str
+    providers: list[str]
+    note: str = ""  # why auto fell back to the CPU, shown once by the CLI
+
+
+def resolve_device(device: str) -> Device:
+    if device not in DEVICES:
+        raise bad_value("--device", device, f"valid: {', '.join(DEVICES)}")
+    if device == "cpu":
+        return Device(device, [CPU])
+    ok, why = cuda_status()
+    if device == "cuda":
+        if not ok:
+            raise bad_value("--device", device, f"CUDA cannot be used here: {why}; use --device cpu or auto")
+        return Device(device, [CUDA, CPU])
+    if ok:
+        return Device(device, [CUDA, CPU])
+    return Device(device, [CPU], note=f"CUDA not available ({why}); using the CPU")
+
+
+def session_options(threads: int | None = None, spinning: bool = False) -> ort.SessionOptions:
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.log_severity_level = 3
+    if threads:
+        so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    # Spin-waiting threads burn the cores that PNG encoding and other work need.
+    so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    return so
+
+
+class Session:
+    """One ONNX model on one device, with its gansample metadata."""
+
+    def __init__(self, path: str | os.PathLike[str], device: str | Device = "auto",
+                 threads: int | None = None, spinning: bool = False) -> None:
+        self.path = Path(path)
+        self.device = device if isinstance(device, Device) else resolve_device(device)
+        try:
+            self.sess = ort.InferenceSession(str(self.path), sess_options=session_options(threads, spinning),
+                                             providers=self.device.providers)
+        except Exception as e:  # onnxruntime raises its own exception types for bad files
+            msg = str(e).splitlines()[0][:300] if str(e) else type(e).__name__
+            raise GansampleError(f"--model: {self.path} is not a valid ONNX model ({msg})") from None
+        self.info = ModelInfo.from_props(self.sess.get_modelmeta().custom_metadata_map, str(self.path))
+        self.provider = self.sess.get_providers()[0]
+        if self.device.requested == "cuda" and self.provider != CUDA:
+            raise bad_value("--device", "cuda", f"onnxruntime fell back to {self.provider}; "
+                            "check the CUDA and cuDNN installation")
+        self.input_names = [i.name for i in self.sess.get_inputs()]
+        self.output_name = self.sess.get_outputs()[0].name
+        self._binding: Any = None
+
+    @property
+    def on_cuda(self) -> bool:
+        return self.provider == CUDA
+
+    def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        feeds = {k: v for k, v in feeds.items() if k in self.input_names}
+        if not self.on_cuda:
+            return self.sess.run([self.output_name], feeds)[0]
+        # IO binding: inputs copied once to the device, the output allocated there and
+        # copied back in one transfer, without onnxruntime's per-run staging.
+        if self._binding is None:
+            self._binding = self.sess.io_binding()
+        b = self._binding
+        for k, v in feeds.items():
+            b.bind_cpu_input(k, np.ascontiguousarray(v))
+        b.bind_output(self.output_name, "cuda")
+        self.sess.run_with_iobinding(b)
+        out = b.copy_outputs_to_cpu()[0]
+        b.clear_binding_inputs()
+        b.clear_binding_outputs()
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "path": str(self.path), "provider": self.provider,
+            "inputs": [(i.name, i.type, i.shape) for i in self.sess.get_inputs()],
+            "outputs": [(o.name, o.type, o.shape) for o in self.sess.get_outputs()],
+        }

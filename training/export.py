@@ -1,0 +1,236 @@
+"""Export a checkpoint to self-describing ONNX files.
+
+exported/<name>/
+  generator.onnx        fp32, z (+label) -> float32 NCHW in [-1, 1]   (the portable one)
+  generator_uint8.onnx  fp32 compute, post-processing in the graph -> uint8 NHWC
+  generator_fp16.onnx   fp16 compute for GPUs -> uint8 NHWC
+  discriminator.onnx    float32 NCHW in [-1, 1] (+label) -> raw logits [B]
+BatchNorm is folded into the preceding layer before export, spectral norm is baked in.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import logging
+import os
+import subprocess
+import tempfile
+import warnings
+from contextlib import redirect_stdout
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from gansample import metadata as md
+from gansample.errors import GansampleError, bad_value
+from gansample.images import atomic_write
+
+from . import checkpoint as ckpt
+from .models import Discriminator, Generator
+
+PARITY_TOL = 1e-4
+
+
+# --- graph surgery before export -------------------------------------------------------
+def _fold_bn_into(weight: torch.Tensor, bias: torch.Tensor | None, bn: nn.BatchNorm2d,
+                  out_dim: int, repeat: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    # y = gamma * (x - mean) / sqrt(var + eps) + beta  with x = W a + b
+    #   = (scale * W) a + (scale * (b - mean) + beta),   scale = gamma / sqrt(var + eps)
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    shift = bn.bias - bn.running_mean * scale
+    scale, shift = scale.repeat_interleave(repeat), shift.repeat_interleave(repeat)
+    shape = [1] * weight.dim()
+    shape[out_dim] = -1
+    b = bias if bias is not None else torch.zeros_like(scale)
+    return weight * scale.view(shape), b * scale + shift
+
+
+@torch.no_grad()
+def fold_generator(G: Generator) -> Generator:
+    """A copy of G (in eval mode) with every BatchNorm folded into the layer before it."""
+    G = copy.deepcopy(G).eval()
+    lin: nn.Linear = G.fc[0]
+    w, b = _fold_bn_into(lin.weight, lin.bias, G.fc_norm[0], out_dim=0, repeat=G.base * G.base)
+    new = nn.Linear(lin.in_features, lin.out_features, bias=True)
+    new.weight.copy_(w)
+    new.bias.copy_(b)
+    G.fc[0] = new
+    G.fc_norm[0] = nn.Identity()
+    mods = list(G.blocks)
+    for i, m in enumerate(mods):
+        if isinstance(m, nn.BatchNorm2d):
+            conv: nn.ConvTranspose2d = mods[i - 1]
+            # ConvTranspose2d weight is [in, out, k, k]: output channels on dim 1.
+            w, b = _fold_bn_into(conv.weight, conv.bias, m, out_dim=1)
+            fused = nn.ConvTranspose2d(conv.in_channels, conv.out_channels, conv.kernel_size,
+                                       conv.stride, conv.padding, bias=True)
+            fused.weight.copy_(w)
+            fused.bias.copy_(b)
+            mods[i - 1], mods[i] = fused, nn.Identity()
+    G.blocks = nn.Sequential(*[m for m in mods if not isinstance(m, nn.Identity)])
+    return G
+
+
+def bake_discriminator(D: Discriminator) -> Discriminator:
+    """A copy of D with spectral norm's current weight made permanent (eval mode)."""
+    D = copy.deepcopy(D).eval()
+    for m in list(D.modules()):
+        if parametrize.is_parametrized(m):
+            for name in list(m.parametrizations.keys()):
+                parametrize.remove_parametrizations(m, name, leave_parametrized=True)
+    return D
+
+
+class Uint8Output(nn.Module):
+    """Post-processing inside the graph: float NCHW [-1, 1] -> uint8 NHWC, by md.QUANTIZE_RULE."""
+
+    def __init__(self, g: nn.Module, half: bool = False) -> None:
+        super().__init__()
+        self.g, self.half = g, half
+
+    def forward(self, z: torch.Tensor, label: torch.Tensor | None = None) -> torch.Tensor:
+        x = self.g(z.half() if self.half else z, label).float()
+        x = torch.clamp(x * 127.5 + 128.0, 0.0, 255.0)
+        return x.to(torch.uint8).permute(0, 2, 3, 1)
+
+
+# --- export ------------------------------------------------------------------------------
+def _to_onnx(module: nn.Module, args: tuple[torch.Tensor, ...], names: list[str], output: str) -> Any:
+    import onnx
+    batch = torch.export.Dim("batch", min=1, max=1 << 20)
+    dyn = tuple({0: batch} for _ in names)
+    # The exporter is chatty (progress lines, warnings about optional torchvision ops).
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+    with warnings.catch_warnings(), redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(module, args, None, input_names=names, output_names=[output],
+                                    dynamic_shapes=dyn, dynamo=True, optimize=True, verbose=False)
+    model = program.model_proto
+    model = onnx.shape_inference.infer_shapes(model)
+    return model
+
+
+def _simplify(model: Any) -> Any:
+    try:
+        import onnxslim
+    except ModuleNotFoundError:
+        return model
+    with redirect_stdout(io.StringIO()):
+        return onnxslim.slim(model)
+
+
+def _save(model: Any, path: Path) -> None:
+    import onnx
+    onnx.checker.check_model(model, full_check=True)
+    data = model.SerializeToString()
+    atomic_write(path, lambda tmp: tmp.write_bytes(data))
+
+
+def _ort_run(path: Path, feeds: dict[str, np.ndarray]) -> np.ndarray:
+    import onnxruntime as ort
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return sess.run(None, feeds)[0]
+
+
+def source_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              cwd=Path(__file__).parent, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def export_checkpoint(checkpoint: str, out: str | os.PathLike[str], name: str | None = None,
+                      fp16: bool = True, parity_batch: int = 16,
+                      metrics: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Export G (EMA weights) and D of ``checkpoint`` into the folder ``out``; returns a
+    report with the parity figures. Raises GansampleError on bad input or failed parity."""
+    outdir = Path(out)
+    if outdir.exists() and not outdir.is_dir():
+        raise bad_value("--out", str(out), "a folder path (this path is an existing file)")
+    state = ckpt.load(checkpoint, "CHECKPOINT")
+    try:
+        G = Generator(**state["g_args"])
+        G.load_state_dict(state["G_ema"])
+        D = Discriminator(**state["d_args"])
+        D.load_state_dict(state["D"])
+    except (KeyError, RuntimeError, TypeError) as e:
+        raise GansampleError(f"CHECKPOINT: {checkpoint} does not hold a usable gansample G/D "
+                             f"({str(e).splitlines()[0][:200]})") from None
+    outdir.mkdir(parents=True, exist_ok=True)
+    # Everything is written to a staging folder and moved in only after every check passed.
+    stage = Path(tempfile.mkdtemp(dir=outdir, prefix=".export-"))
+    try:
+        report = _export_models(G, D, state, stage, name or outdir.resolve().name, fp16, parity_batch, metrics)
+        for f in sorted(stage.iterdir()):
+            os.replace(f, outdir / f.name)
+    finally:
+        for f in stage.iterdir():
+            f.unlink()
+        stage.rmdir()
+    return report
+
+
+def _export_models(G: Generator, D: Discriminator, state: dict[str, Any], outdir: Path, name: str,
+                   fp16: bool, parity_batch: int, metrics: dict[str, Any] | None) -> dict[str, Any]:
+    G.eval()
+    D.eval()
+    g = fold_generator(G)
+    d = bake_discriminator(D)
+    ga = state["g_args"]
+    ncls, zdim = ga["num_classes"], ga["z_dim"]
+    class_names = list(state.get("class_names") or [])[:ncls] if ncls else []
+    base = md.ModelInfo(role="generator", img_resolution=ga["resolution"], img_channels=ga["channels"],
+                        z_dim=zdim, num_classes=ncls, class_names=class_names,
+                        name=name, dataset=state.get("dataset", ""),
+                        train_steps=int(state["step"]), source_commit=source_commit(),
+                        metrics=metrics or {})
+    gen = torch.Generator().manual_seed(1234)
+    z = torch.randn(parity_batch, zdim, generator=gen)
+    y = torch.randint(0, max(ncls, 1), (parity_batch,), generator=gen)
+    g_args: tuple[torch.Tensor, ...] = (z, y) if ncls else (z,)
+    g_names = ["z", "label"] if ncls else ["z"]
+    feeds = {"z": z.numpy(), **({"label": y.numpy()} if ncls else {})}
+    report: dict[str, Any] = {"files": {}}
+
+    def emit(module: nn.Module, args: tuple, names: list[str], output: str, fname: str,
+             info: md.ModelInfo) -> Path:
+        model = _simplify(_to_onnx(module, args, names, output))
+        md.write(model, info)
+        path = outdir / fname
+        _save(model, path)
+        report["files"][fname] = path.stat().st_size
+        return path
+
+    with torch.no_grad():
+        ref = G(*g_args).numpy()
+        p = emit(g, g_args, g_names, "images", "generator.onnx", base)
+        diff = float(np.abs(_ort_run(p, feeds) - ref).max())
+        report["generator_max_abs_diff"] = diff
+        if not diff <= PARITY_TOL:
+            raise GansampleError(f"export parity check failed: generator.onnx differs from PyTorch by "
+                                 f"{diff:.3g} (tolerance {PARITY_TOL})")
+        emit(Uint8Output(g), g_args, g_names, "images", "generator_uint8.onnx",
+             md.ModelInfo(**{**base.__dict__, "output": md.UINT8_NHWC, "variant": "uint8"}))
+        if fp16:
+            emit(Uint8Output(copy.deepcopy(g).half(), half=True), g_args, g_names, "images",
+                 "generator_fp16.onnx",
+                 md.ModelInfo(**{**base.__dict__, "output": md.UINT8_NHWC, "variant": "fp16"}))
+        x = torch.from_numpy(ref)
+        d_args = (x, y) if ncls else (x,)
+        d_names = ["images", "label"] if ncls else ["images"]
+        d_ref = d(*d_args).numpy()
+        p = emit(d, d_args, d_names, "logits", "discriminator.onnx",
+                 md.ModelInfo(**{**base.__dict__, "role": "discriminator"}))
+        d_feeds = {"images": ref, **({"label": y.numpy()} if ncls else {})}
+        ddiff = float(np.abs(_ort_run(p, d_feeds) - d_ref).max())
+        report["discriminator_max_abs_diff"] = ddiff
+        if not ddiff <= PARITY_TOL * max(1.0, float(np.abs(d_ref).max())):
+            raise GansampleError(f"export parity check failed: discriminator.onnx differs from PyTorch "
+                                 f"by {ddiff:.3g} (tolerance {PARITY_TOL} relative)")
+    return report
