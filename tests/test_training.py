@@ -1,0 +1,174 @@
+"""The trainer: real training on tiny data, checkpoints, resume, bad input."""
+
+from __future__ import annotations
+
+import gzip
+import http.server
+import json
+import os
+import threading
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import FASHION_DIR, TINY, run_cli, tiny_config
+from gansample.errors import GansampleError
+
+
+def losses(run: Path) -> list[tuple[int, float, float]]:
+    rows = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
+    return [(r["step"], r["loss_d"], r["loss_g"]) for r in rows if "loss_d" in r]
+
+
+def test_tiny_run_writes_checkpoint_grid_and_metrics(tiny_run):
+    names = sorted(p.name for p in tiny_run.iterdir())
+    assert "checkpoint-00000004.pt" in names
+    assert "samples-00000004.png" in names and "config.json" in names
+    grid = Image.open(tiny_run / "samples-00000004.png")
+    assert grid.size[0] > 28 * 8  # 8 columns of 28 px plus padding
+    rows = losses(tiny_run)
+    assert [r[0] for r in rows] == [1, 2, 3, 4]
+    assert all(np.isfinite(r[1]) and np.isfinite(r[2]) for r in rows)
+    assert tiny_run.name.startswith("00000-shapes-28px-cond")
+
+
+def test_resume_continues_and_reproduces_losses(image_folder, tmp_path):
+    from training.train import train
+    straight = train(tiny_config(image_folder, 4, conditional=True), tmp_path / "a", progress=False)
+    half = train(tiny_config(image_folder, 2, conditional=True), tmp_path / "b", progress=False)
+    resumed = train(tiny_config(image_folder, 2), resume=str(half), steps=4, progress=False)
+    assert resumed == half
+    assert (half / "checkpoint-00000004.pt").exists()
+    a, b = losses(straight), losses(resumed)
+    assert [r[0] for r in b] == [1, 2, 3, 4]
+    np.testing.assert_allclose(np.array(a), np.array(b), rtol=1e-6, atol=1e-7)
+
+
+def test_pickle_with_code_is_refused(tmp_path):
+    from training import checkpoint as ckpt
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo pwned > " + str(tmp_path / "pwned"),))
+
+    path = tmp_path / "evil.pt"
+    torch.save({"format": "gansample-checkpoint", "payload": Evil()}, path)
+    with pytest.raises(GansampleError, match="not a safe gansample checkpoint"):
+        ckpt.load(str(path))
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_truncated_checkpoint_gives_clear_error(tiny_run, tmp_path):
+    from training import checkpoint as ckpt
+    data = (tiny_run / "checkpoint-00000004.pt").read_bytes()
+    bad = tmp_path / "checkpoint-00000004.pt"
+    bad.write_bytes(data[: len(data) // 2])
+    with pytest.raises(GansampleError, match="corrupt or truncated"):
+        ckpt.load(str(bad))
+
+
+def test_checkpoint_save_is_atomic(tiny_run, tmp_path, monkeypatch):
+    """A crash in the middle of torch.save leaves no file under the checkpoint's name."""
+    from training import checkpoint as ckpt
+
+    def crash(obj, f):
+        f.write(b"partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", crash)
+    target = tmp_path / "checkpoint-00000009.pt"
+    with pytest.raises(KeyboardInterrupt):
+        ckpt.save({"step": 9}, target)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_train_and_grayscale_rgb_detection(tmp_path, capsys):
+    from conftest import make_image_folder
+    rgb = make_image_folder(tmp_path / "rgb", n_per_class=4, rgb=True)
+    assert run_cli("train", "--data", rgb, "--steps", 2, "--resolution", 32, "--batch-size", 4,
+                   "--outdir", tmp_path / "runs", "-q", *TINY) == 0
+    run = next((tmp_path / "runs").iterdir())
+    state = torch.load(run / "checkpoint-00000002.pt", weights_only=True)
+    assert state["g_args"]["channels"] == 3 and state["g_args"]["resolution"] == 32
+    assert state["config"]["steps"] == 2
+    assert "run folder:" in capsys.readouterr().out
+
+
+def test_folder_skips_broken_images(tmp_path):
+    from training.data import load_dataset
+    from conftest import make_image_folder
+    root = make_image_folder(tmp_path / "d", n_per_class=3)
+    (root / "circles" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)
+    good = (root / "squares" / "000.png").read_bytes()
+    (root / "squares" / "truncated.png").write_bytes(good[: len(good) // 2])
+    data = load_dataset(str(root), 28, None, conditional=True)
+    assert data.skipped == 2 and len(data.images) == 6
+    assert data.class_names == ["circles", "squares"] and sorted(set(data.labels.tolist())) == [0, 1]
+
+
+def _folder_with(folder: Path, name: str, data: bytes) -> Path:
+    folder.mkdir()
+    (folder / name).write_bytes(data)
+    return folder
+
+
+@pytest.mark.parametrize("make, args, needle", [
+    (lambda p: p / "missing", [], "--data"),
+    (lambda p: (p / "empty").mkdir() or p / "empty", [], "no image files"),
+    (lambda p: _folder_with(p / "txt", "a.png", b"hello"), [], "could be decoded"),
+    (lambda p: "imagenet", [], "fashion-mnist, mnist"),
+    (lambda p: "fashion-mnist", ["--resolution", "48"], "--resolution: got 48"),
+    (lambda p: "fashion-mnist", ["--steps", "0"], "--steps: got 0"),
+    (lambda p: "fashion-mnist", ["--set", "lr=1"], "unknown key 'lr'; valid keys:"),
+])
+def test_train_bad_input(tmp_path, capsys, make, args, needle):
+    data = make(tmp_path)
+    code = run_cli("train", "--data", data, "--outdir", tmp_path / "runs", "-q", *args)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert needle in err and "Traceback" not in err
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_resume_pointing_at_nothing(tmp_path, capsys):
+    assert run_cli("train", "--resume", tmp_path / "nothing", "-q") == 2
+    assert "--resume: got" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not FASHION_DIR.is_dir(), reason="Debian dataset-fashion-mnist not installed")
+def test_fashion_mnist_found_offline():
+    from gansample import datasets
+    x, y = datasets.load_standard("fashion-mnist", "test")
+    assert x.shape == (10000, 28, 28) and y.shape == (10000,) and set(y.tolist()) == set(range(10))
+
+
+@pytest.mark.skipif(not FASHION_DIR.is_dir(), reason="Debian dataset-fashion-mnist not installed")
+def test_download_verifies_checksums_against_local_server(tmp_path):
+    """The download path, served from a local HTTP server (never the internet)."""
+    from gansample import datasets
+    served = tmp_path / "served"
+    served.mkdir()
+    for f in FASHION_DIR.iterdir():
+        (served / f.name).write_bytes(f.read_bytes())
+    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    handler.log_message = lambda *a, **k: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/"
+    try:
+        dest = datasets.download("fashion-mnist", tmp_path / "cache", base_url=url)
+        x, y = datasets.load_standard("fashion-mnist", "test", data_dir=str(dest))
+        assert x.shape == (10000, 28, 28)
+        # A tampered file fails verification and leaves nothing behind.
+        with gzip.open(served / "t10k-labels-idx1-ubyte.gz", "wb") as f:
+            f.write(b"\0\0\x08\x01\0\0\0\x01\x07")
+        with pytest.raises(GansampleError, match="checksum mismatch"):
+            datasets.download("fashion-mnist", tmp_path / "cache2", base_url=url)
+        assert not (tmp_path / "cache2" / "t10k-labels-idx1-ubyte.gz").exists()
+        assert not [p for p in (tmp_path / "cache2").iterdir() if p.name.startswith(".download")]
+    finally:
+        server.shutdown()
