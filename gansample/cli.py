@@ -122,6 +122,8 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
                    help="png: one file per seed + grid.png; npz: one images.npz; grid: grid.png only")
     p.add_argument("--outdir", default=None, help="output folder (default: out/MODEL)")
     p.add_argument("--skip-existing", action="store_true", help="skip seeds whose PNG already exists")
+    p.add_argument("--filter", default=None, metavar="top:F|drs[:P]",
+                   help="discriminator-guided: keep the best fraction F, or rejection-sample (DRS)")
     p.add_argument("--workers", type=_positive_int("workers"), default=None, help="PNG encoding threads")
     p.add_argument("-q", "--quiet", action="store_true")
     p.add_argument("-v", "--verbose", action="store_true", help="print the execution provider and timings")
@@ -132,6 +134,58 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
 def _cmd_generate(a: argparse.Namespace) -> int:
     from .commands import generate
     return generate(a)
+
+
+# --- interpolate -----------------------------------------------------------------------------
+def _add_interpolate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("interpolate", help="latent walk between seeds, as GIF, MP4 or PNG frames")
+    p.add_argument("--seeds", required=True, help="keyframe seeds, e.g. 3,17,42")
+    p.add_argument("--steps", type=int, default=30, help="frames per transition (default 30)")
+    p.add_argument("--method", choices=("slerp", "lerp"), default="slerp")
+    p.add_argument("--loop", action="store_true", help="return to the first keyframe")
+    p.add_argument("--out", default="walk.gif", help="walk.gif, walk.mp4 or a folder/ for PNG frames")
+    p.add_argument("--fps", type=float, default=24.0)
+    p.add_argument("--trunc", type=float, default=1.0, metavar="PSI")
+    p.add_argument("--class", dest="cls", default=None, help="fix the class (default: each seed's own)")
+    p.add_argument("--grid", type=int, default=1, metavar="N", help="N walks side by side (seeds +0..+N-1)")
+    p.add_argument("--scale", type=int, default=1, help="integer upscaling of the frames (default 1)")
+    p.add_argument("--model", default=None)
+    p.add_argument("-q", "--quiet", action="store_true")
+    _add_device_args(p)
+    p.set_defaults(func=_cmd_interpolate)
+
+
+def _cmd_interpolate(a: argparse.Namespace) -> int:
+    from .generator import Generator
+    from .interpolation import check_output, interpolate, save
+    check_output(a.out)
+    if not 1 <= a.scale <= 16:
+        raise GansampleError(f"--scale: got {a.scale}; an integer from 1 to 16")
+    if not 0 < a.fps <= 100:
+        raise GansampleError(f"--fps: got {a.fps}; a number in (0, 100]")
+    g = Generator(a.model, device=a.device, threads=a.threads)
+    result = interpolate(g, a.seeds, a.steps, a.method, a.loop, a.trunc, a.cls, a.grid)
+    path = save(result, a.out, a.fps, a.scale)
+    if not a.quiet:
+        print(f"wrote {len(result)} frames to {path}")
+    return 0
+
+
+# --- score ---------------------------------------------------------------------------------
+def _add_score(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("score", help="score images with the discriminator (higher = more real)")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders or globs")
+    p.add_argument("--model", default=None, help="model name or folder (default: fashion-mnist)")
+    p.add_argument("--class", dest="cls", default=None,
+                   help="class to score under (conditional models; default: the best-scoring class)")
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    _add_device_args(p)
+    p.set_defaults(func=_cmd_score)
+
+
+def _cmd_score(a: argparse.Namespace) -> int:
+    from .commands import score
+    return score(a)
 
 
 # --- info ------------------------------------------------------------------------------------
@@ -146,6 +200,42 @@ def _add_info(sub: argparse._SubParsersAction) -> None:
 def _cmd_info(a: argparse.Namespace) -> int:
     from .commands import info
     return info(a)
+
+
+# --- evaluate ------------------------------------------------------------------------------
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="quality metrics against the real test split",
+                       description="Frechet distance, precision, recall, density and coverage in the "
+                                   "feature space of a classifier trained on the dataset.")
+    p.add_argument("model", nargs="?", default=None, help="model name, folder or .onnx file")
+    p.add_argument("--n", type=_positive_int("n"), default=10_000, help="generated samples (default 10000)")
+    p.add_argument("--trunc", type=float, default=1.0, metavar="PSI")
+    p.add_argument("--dataset", default=None, help="real data to compare with (default: the model's)")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--features", default=None, help="feature extractor .onnx (default: the bundled one)")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    _add_device_args(p)
+    p.set_defaults(func=_cmd_evaluate)
+
+
+def _cmd_evaluate(a: argparse.Namespace) -> int:
+    import json
+
+    from .evaluate import evaluate
+    from .generator import Generator
+    g = Generator(a.model, device=a.device, threads=a.threads)
+    rep = evaluate(g, n=a.n, psi=g.check_psi(a.trunc), features=a.features, dataset=a.dataset,
+                   device=a.device, data_dir=a.data_dir).as_dict()
+    if a.format == "json":
+        print(json.dumps({"model": g.name, **rep}, indent=2))
+        return 0
+    print(f"model {g.name}: {rep['n_fake']} samples vs {rep['n_real']} real test images")
+    for k in ("frechet_distance", "precision", "recall", "density", "coverage", "class_accuracy"):
+        if rep.get(k) is not None:
+            print(f"  {k:<17} {rep[k]:.4f}")
+    if rep["recognised_histogram"]:
+        print(f"  recognised classes {rep['recognised_histogram']}")
+    return 0
 
 
 # --- export ----------------------------------------------------------------------------------
@@ -181,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_COMMANDS = [_add_generate, _add_info, _add_export, _add_train]
+_COMMANDS = [_add_generate, _add_interpolate, _add_score, _add_info, _add_evaluate, _add_export, _add_train]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

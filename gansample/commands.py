@@ -49,6 +49,9 @@ def generate(a: argparse.Namespace) -> int:
     g = Generator(a.model, device=a.device, threads=a.threads, batch_size=a.batch_size)
     psi = g.check_psi(a.trunc)
     seeds = g._seeds(a.seeds, a.n if a.n is not None else (None if a.seeds else 64))
+    scores: dict[int, float] = {}
+    if a.filter:
+        seeds, scores = _filtered_seeds(a, g, seeds, psi)
     _note_device(g, a.quiet, a.verbose)
     names = g.class_names if g.info.conditional else []
     labels = g.labels_for(seeds, a.cls)  # validates --class before any output
@@ -59,6 +62,9 @@ def generate(a: argparse.Namespace) -> int:
     rows = [{"seed": s, "class": "" if labels is None else int(labels[i]),
              "class_name": names[int(labels[i])] if labels is not None else "", "psi": psi,
              "file": seed_filename(s) if a.format == "png" else ""} for i, s in enumerate(seeds)]
+    if scores:
+        for r in rows:
+            r["d_score"] = round(scores[r["seed"]], 6)
     grid_imgs: list[np.ndarray] = []
     keep_all = a.format == "npz"
     all_imgs, all_z, all_y = [], [], []
@@ -90,6 +96,63 @@ def generate(a: argparse.Namespace) -> int:
         skipped = len(seeds) - len(todo)
         print(f"wrote {what} to {outdir}" + (f" (skipped {skipped} existing)" if skipped else "")
               + (f" in {dt:.2f}s on {g.provider}" if a.verbose else ""))
+    return 0
+
+
+def _filtered_seeds(a: argparse.Namespace, g, seeds: list[int], psi: float) -> tuple[list[int], dict[int, float]]:
+    """Apply --filter: choose the seeds to keep by the discriminator's scores, write
+    candidates.csv (every candidate, its score, kept or not) and report the acceptance."""
+    from .cli import ensure_outdir
+    from .discriminator import Discriminator, filter_seeds, parse_filter
+    method, param = parse_filter(a.filter)
+    d = Discriminator(a.model, device=a.device, threads=a.threads, batch_size=a.batch_size)
+    g.labels_for(seeds[:1], a.cls)  # validate --class first
+    fr = filter_seeds(g, d, method, param, n=None if a.seeds else len(seeds),
+                      seeds=seeds if a.seeds else None, psi=psi, cls=a.cls)
+    outdir = ensure_outdir(a.outdir or str(Path("out") / g.name))
+    cand_rows = [{"seed": s, "d_score": round(float(sc), 6), "kept": int(k)}
+                 for s, sc, k in zip(fr.candidates, fr.scores, fr.kept)]
+    _write_manifest(outdir / "candidates.csv", cand_rows)
+    if not a.quiet:
+        print(f"filter {fr.method}: kept {len(fr.seeds)} of {len(fr.candidates)} candidates "
+              f"(acceptance rate {fr.acceptance_rate:.3f})", file=sys.stderr)
+    kept_scores = {s: float(sc) for s, sc, k in zip(fr.candidates, fr.scores, fr.kept) if k}
+    return fr.seeds, kept_scores
+
+
+def score(a: argparse.Namespace) -> int:
+    from .discriminator import Discriminator
+    d = Discriminator(a.model, device=a.device, threads=a.threads)
+    cls = None
+    if a.cls is not None:
+        if not d.info.conditional:
+            raise GansampleError(f"--class: got {a.cls!r}; model {d.name!r} is unconditional")
+        names = d.info.class_names
+        cls = names.index(a.cls) if a.cls in names else (int(a.cls) if a.cls.isdigit() and int(a.cls) < len(names) else None)
+        if cls is None:
+            raise GansampleError(f"--class: got {a.cls!r}; class names: {', '.join(names)} (or 0-{len(names) - 1})")
+    res = d.score_files(a.paths, cls)
+    for r in res.failed:
+        print(f"{r.path}: skipped: {r.error}", file=sys.stderr)
+    if not res.scored:
+        raise GansampleError(f"PATH: got {' '.join(a.paths)!r}; none of it could be scored "
+                             "(see the messages above)")
+    names = d.info.class_names
+    rows = [{"rank": i + 1, "score": round(r.score, 6), "path": r.path,
+             **({"class": names[r.label] if r.label is not None and names else r.label} if d.info.conditional else {})}
+            for i, r in enumerate(res.sorted())]
+    if a.format == "json":
+        print(json.dumps({"model": d.name, "scores": rows,
+                          "skipped": [{"path": r.path, "error": r.error} for r in res.failed]}, indent=2))
+    elif a.format == "csv":
+        w = csv.DictWriter(sys.stdout, fieldnames=list(rows[0].keys()), lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows)
+    else:
+        print(f"{'rank':>4}  {'score':>9}  " + ("class         " if d.info.conditional else "") + "path")
+        for r in rows:
+            cl = f"{str(r.get('class', '')):<12}  " if d.info.conditional else ""
+            print(f"{r['rank']:>4}  {r['score']:>9.4f}  {cl}{r['path']}")
     return 0
 
 

@@ -14,7 +14,7 @@ from .metadata import FLOAT_NCHW, ModelInfo
 from .registry import ModelFiles, resolve_model
 from .session import Device, Session, resolve_device
 
-VARIANTS = ("auto", "fp32", "uint8", "fp16")
+VARIANTS = ("auto", "fp32", "uint8", "fp16")  # "mix" is used through Generator.run_mix
 PSI_RANGE = (0.0, 2.0)
 ClassArg = "int | str | Sequence[int | str] | None"
 
@@ -63,6 +63,7 @@ class Generator:
             raise bad_value("--model", str(model), "a model with a generator (generator*.onnx)")
         self.device: Device = resolve_device(device)
         path = self._pick(variant)
+        self.session_threads = threads
         self.session = Session(path, self.device, threads)
         self.info: ModelInfo = self.session.info
         if self.info.role != "generator":
@@ -70,7 +71,7 @@ class Generator:
         self.batch_size = batch_size
 
     def _pick(self, variant: str):
-        gens = self.files.generators
+        gens = {k: v for k, v in self.files.generators.items() if k != "mix"}
         if "given" in gens:
             return gens["given"]
         if variant != "auto":
@@ -169,6 +170,21 @@ class Generator:
             y = self.session.run(feeds)[:n]
             out.append(quantize(y) if self.info.output == FLOAT_NCHW else y)
         return np.concatenate(out) if out else np.zeros((0,), np.uint8)
+
+    def run_mix(self, z: np.ndarray, class_weights: np.ndarray) -> np.ndarray:
+        """Latents + class weights [N, num_classes] (soft labels) -> uint8 images, through
+        the model's generator_mix.onnx (conditional models exported by gansample)."""
+        if "mix" not in self.files.generators:
+            raise bad_value("--model", self.name, "a conditional model exported with generator_mix.onnx "
+                            "(needed to blend classes)")
+        if not hasattr(self, "_mix"):
+            self._mix = Session(self.files.generators["mix"], self.device, self.session_threads)
+        out = []
+        for i in range(0, len(z), self.batch_size):
+            out.append(self._mix.run({"z": np.ascontiguousarray(z[i:i + self.batch_size], dtype=np.float32),
+                                      "class_weights": np.ascontiguousarray(class_weights[i:i + self.batch_size],
+                                                                            dtype=np.float32)}))
+        return np.concatenate(out)
 
     def sample(self, seeds: "Sequence[int] | str | None" = None, n: int | None = None, psi: float = 1.0,
                cls: "int | str | None" = None, latents: np.ndarray | None = None,

@@ -10,7 +10,8 @@ from .errors import GansampleError, bad_value
 
 DEFAULT_MODEL = "fashion-mnist"
 ENV_MODELS = "GANSAMPLE_MODELS"  # extra folders of models, os.pathsep-separated
-GENERATOR_FILES = {"fp32": "generator.onnx", "uint8": "generator_uint8.onnx", "fp16": "generator_fp16.onnx"}
+GENERATOR_FILES = {"fp32": "generator.onnx", "uint8": "generator_uint8.onnx", "fp16": "generator_fp16.onnx",
+                   "mix": "generator_mix.onnx"}
 DISCRIMINATOR_FILE = "discriminator.onnx"
 
 

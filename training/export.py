@@ -4,6 +4,7 @@ exported/<name>/
   generator.onnx        fp32, z (+label) -> float32 NCHW in [-1, 1]   (the portable one)
   generator_uint8.onnx  fp32 compute, post-processing in the graph -> uint8 NHWC
   generator_fp16.onnx   fp16 compute for GPUs -> uint8 NHWC
+  generator_mix.onnx    conditional models: z + class_weights [B, K] -> uint8 NHWC (class blends)
   discriminator.onnx    float32 NCHW in [-1, 1] (+label) -> raw logits [B]
 BatchNorm is folded into the preceding layer before export, spectral norm is baked in.
 """
@@ -96,6 +97,18 @@ class Uint8Output(nn.Module):
     def forward(self, z: torch.Tensor, label: torch.Tensor | None = None) -> torch.Tensor:
         x = self.g(z.half() if self.half else z, label).float()
         x = torch.clamp(x * 127.5 + 128.0, 0.0, 255.0)
+        return x.to(torch.uint8).permute(0, 2, 3, 1)
+
+
+class MixOutput(nn.Module):
+    """z + class_weights [B, num_classes] -> uint8 NHWC: for interpolating between classes."""
+
+    def __init__(self, g: Generator) -> None:
+        super().__init__()
+        self.g = g
+
+    def forward(self, z: torch.Tensor, class_weights: torch.Tensor) -> torch.Tensor:
+        x = torch.clamp(self.g.forward_mix(z, class_weights) * 127.5 + 128.0, 0.0, 255.0)
         return x.to(torch.uint8).permute(0, 2, 3, 1)
 
 
@@ -217,6 +230,10 @@ def _export_models(G: Generator, D: Discriminator, state: dict[str, Any], outdir
                                  f"{diff:.3g} (tolerance {PARITY_TOL})")
         emit(Uint8Output(g), g_args, g_names, "images", "generator_uint8.onnx",
              md.ModelInfo(**{**base.__dict__, "output": md.UINT8_NHWC, "variant": "uint8"}))
+        if ncls:
+            onehot = torch.nn.functional.one_hot(y, ncls).float()
+            emit(MixOutput(g), (z, onehot), ["z", "class_weights"], "images", "generator_mix.onnx",
+                 md.ModelInfo(**{**base.__dict__, "output": md.UINT8_NHWC, "variant": "mix"}))
         if fp16:
             emit(Uint8Output(copy.deepcopy(g).half(), half=True), g_args, g_names, "images",
                  "generator_fp16.onnx",

@@ -64,7 +64,16 @@ class Generator(nn.Module):
             if label is None:
                 raise ValueError("label: this generator is class-conditional and needs labels")
             z = torch.cat([z, self.embed(label)], dim=1)
-        x = self.fc(z).view(z.shape[0], self.ws[0], self.base, self.base)
+        return self.synthesize(z)
+
+    def forward_mix(self, z: torch.Tensor, class_weights: torch.Tensor) -> torch.Tensor:
+        """Soft classes: the label embedding is a weighted mix of class embeddings
+        ([B, num_classes] @ [num_classes, z_dim]); one-hot weights equal forward()."""
+        assert self.embed is not None
+        return self.synthesize(torch.cat([z, class_weights @ self.embed.weight], dim=1))
+
+    def synthesize(self, h: torch.Tensor) -> torch.Tensor:
+        x = self.fc(h).view(h.shape[0], self.ws[0], self.base, self.base)
         return self.to_img(self.blocks(self.fc_norm(x)))
 
 

@@ -1,0 +1,43 @@
+"""Periodic evaluation during training (config eval_every): G_ema's samples against the
+real test split, in the bundled classifier's feature space."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable
+
+import numpy as np
+import torch
+
+from gansample.errors import bad_value
+from gansample.latents import labels_for_seeds, latents_for_seeds
+from gansample.metrics import FeatureExtractor, compare, features_path
+
+from .config import TrainConfig
+from .data import ImageData
+
+if TYPE_CHECKING:
+    from .train import Trainer
+
+
+def make_evaluator(cfg: TrainConfig, data: ImageData) -> Callable[["Trainer"], dict[str, float]]:
+    if data.name not in ("fashion-mnist", "mnist") or data.resolution != 28:
+        raise bad_value("--set eval_every", cfg.eval_every, "periodic evaluation needs a dataset with a "
+                        "bundled feature extractor (fashion-mnist or mnist at 28 px)")
+    from gansample.evaluate import real_features
+    fx = FeatureExtractor(features_path(data.name), device="cpu")
+    real = real_features(fx, data.name, cfg.data_dir)
+    seeds = list(range(cfg.eval_n))
+
+    @torch.no_grad()
+    def evaluate(trainer: "Trainer") -> dict[str, float]:
+        G, ncls = trainer.G_ema, trainer.g_args["num_classes"]
+        z = torch.from_numpy(latents_for_seeds(seeds, cfg.z_dim)).to(trainer.device)
+        y = labels_for_seeds(seeds, ncls) if ncls else None
+        yt = torch.from_numpy(y).to(trainer.device) if y is not None else None
+        imgs = torch.cat([G(z[i:i + 500], yt[i:i + 500] if yt is not None else None)
+                          for i in range(0, len(z), 500)])
+        u8 = ((imgs.float() * 127.5 + 128).clamp(0, 255)).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+        fake, logits = fx(np.ascontiguousarray(u8))
+        return compare(real, fake, logits, y).as_dict()
+
+    return evaluate
