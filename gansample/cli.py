@@ -7,6 +7,7 @@ import sys
 from typing import Callable, Sequence
 
 from .errors import GansampleError
+from .images import ensure_outdir  # noqa: F401  (re-exported for the commands)
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -76,24 +77,6 @@ def _cmd_train(a: argparse.Namespace) -> int:
 
 
 # --- shared helpers ----------------------------------------------------------------------
-def ensure_outdir(path: str, arg: str = "--outdir") -> "Path":
-    """Create the folder (and parents) and check it is writable, or raise a clear error."""
-    import os
-    import tempfile
-    from pathlib import Path
-    out = Path(path)
-    if out.exists() and not out.is_dir():
-        raise GansampleError(f"{arg}: got {path!r}; it is an existing file, expected a folder")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=out, prefix=".probe-")
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as e:
-        raise GansampleError(f"{arg}: got {path!r}; the folder is not writable ({e.strerror})") from None
-    return out
-
-
 def _add_device_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto (default: CUDA if usable, else CPU), cpu, cuda")
     p.add_argument("--threads", type=_positive_int("threads"), default=None,

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import GansampleError
-from .images import ParallelWriter, atomic_write, make_grid, save_png
+from .images import ParallelWriter, atomic_write, ensure_outdir, make_grid, save_png
 
 GRID_MAX = 256  # grid.png shows at most this many images
 
@@ -42,7 +42,7 @@ def _save_npz(path: Path, **arrays: np.ndarray) -> None:
 def generate(a: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .cli import _note_device, ensure_outdir
+    from .cli import _note_device
     from .generator import Generator
 
     t0 = time.perf_counter()
@@ -102,7 +102,7 @@ def generate(a: argparse.Namespace) -> int:
 def _filtered_seeds(a: argparse.Namespace, g, seeds: list[int], psi: float) -> tuple[list[int], dict[int, float]]:
     """Apply --filter: choose the seeds to keep by the discriminator's scores, write
     candidates.csv (every candidate, its score, kept or not) and report the acceptance."""
-    from .cli import ensure_outdir
+
     from .discriminator import Discriminator, filter_seeds, parse_filter
     method, param = parse_filter(a.filter)
     d = Discriminator(a.model, device=a.device, threads=a.threads, batch_size=a.batch_size)

@@ -12,6 +12,8 @@ from typing import Callable, Iterable
 import numpy as np
 from PIL import Image
 
+from .errors import GansampleError
+
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
@@ -108,6 +110,21 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], None]) ->
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def ensure_outdir(path: str | os.PathLike[str], arg: str = "--outdir") -> Path:
+    """Create the folder (and parents) and check it is writable, or raise a clear error."""
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise GansampleError(f"{arg}: got {str(path)!r}; it is an existing file, expected a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=out, prefix=".probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise GansampleError(f"{arg}: got {str(path)!r}; the folder is not writable ({e.strerror})") from None
+    return out
 
 
 def save_png(image: np.ndarray, path: str | os.PathLike[str], compress_level: int = 1) -> None:

@@ -12,7 +12,7 @@ import numpy as np
 from . import latents as lat
 from .errors import GansampleError, bad_value
 from .generator import Generator
-from .images import atomic_write, make_grid, save_png, to_pil
+from .images import atomic_write, ensure_outdir, make_grid, save_png, to_pil
 
 METHODS = ("slerp", "lerp")
 OUTPUT_KINDS = (".gif", ".mp4", "folder")
@@ -106,12 +106,7 @@ def check_output(out: str) -> str:
     """Validate --out before any work: its kind, and that its folder can be written."""
     kind = output_kind(out)
     p = Path(out)
-    parent = p if kind == "folder" else p.parent
-    probe = parent
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK):
-        raise bad_value("--out", out, f"a path in a writable folder ({probe} is not one)")
+    ensure_outdir(p if kind == "folder" else p.parent, "--out")
     if kind == ".mp4":
         try:
             import av  # noqa: F401
