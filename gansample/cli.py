@@ -221,6 +221,22 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
     return 0
 
 
+# --- app ---------------------------------------------------------------------------------------
+def _add_app(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("app", help="start the web demo (needs the 'app' extra)", add_help=False)
+    p.add_argument("args", nargs=argparse.REMAINDER, help="options of app.py (--host, --port, --model ...)")
+    p.set_defaults(func=_cmd_app)
+
+
+def _cmd_app(a: argparse.Namespace) -> int:
+    try:
+        import gradio  # noqa: F401
+    except ModuleNotFoundError:
+        raise _install_hint("app", "gradio") from None
+    import app
+    return app.main(a.args)
+
+
 # --- export ----------------------------------------------------------------------------------
 def _add_export(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="export a checkpoint to ONNX (needs the 'train' extra)")
@@ -254,7 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_COMMANDS = [_add_generate, _add_interpolate, _add_score, _add_info, _add_evaluate, _add_export, _add_train]
+_COMMANDS = [_add_generate, _add_interpolate, _add_score, _add_info, _add_evaluate, _add_app, _add_export,
+             _add_train]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

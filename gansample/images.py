@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import tempfile
+import threading
 import warnings
 from pathlib import Path
 from typing import Callable, Iterable
@@ -127,11 +128,35 @@ def ensure_outdir(path: str | os.PathLike[str], arg: str = "--outdir") -> Path:
     return out
 
 
+def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to a temporary name beside ``path`` and rename it into place. The
+    temporary name is unique per process and thread, so no random names are needed."""
+    path = os.fspath(path)
+    tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)  # the umask applies
+    try:
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def encode_png(image: np.ndarray, compress_level: int = 1) -> bytes:
+    """uint8 [H, W, C] -> PNG bytes. Low zlib effort: for small GAN samples level 1 is
+    several times faster than the default and barely larger."""
+    buf = io.BytesIO()
+    to_pil(image).save(buf, format="PNG", compress_level=compress_level)
+    return buf.getvalue()
+
+
 def save_png(image: np.ndarray, path: str | os.PathLike[str], compress_level: int = 1) -> None:
-    """Write one uint8 [H, W, C] image as PNG, atomically. Low zlib effort: for small
-    GAN samples level 1 is several times faster than the default and barely larger."""
-    pil = to_pil(image)
-    atomic_write(path, lambda tmp: pil.save(tmp, format="PNG", compress_level=compress_level))
+    """Write one uint8 [H, W, C] image as PNG, atomically."""
+    write_bytes_atomic(path, encode_png(image, compress_level))
 
 
 def save_pngs(images: Iterable[np.ndarray], paths: Iterable[Path]) -> None:

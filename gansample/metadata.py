@@ -43,6 +43,7 @@ class ModelInfo:
     train_steps: int = 0
     source_commit: str = ""
     metrics: dict[str, Any] = field(default_factory=dict)
+    architecture: dict[str, Any] = field(default_factory=dict)  # the trainer's model arguments
     format_version: int = FORMAT_VERSION
 
     @property
@@ -82,6 +83,7 @@ class ModelInfo:
                 train_steps=int(ours.get("train_steps", 0)),
                 source_commit=ours.get("source_commit", ""),
                 metrics=dict(json.loads(ours.get("metrics", "{}"))),
+                architecture=dict(json.loads(ours.get("architecture", "{}"))),
                 format_version=version,
             )
         except KeyError as e:

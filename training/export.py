@@ -202,7 +202,7 @@ def _export_models(G: Generator, D: Discriminator, state: dict[str, Any], outdir
                         z_dim=zdim, num_classes=ncls, class_names=class_names,
                         name=name, dataset=state.get("dataset", ""),
                         train_steps=int(state["step"]), source_commit=source_commit(),
-                        metrics=metrics or {})
+                        metrics=metrics or {}, architecture=dict(ga))
     gen = torch.Generator().manual_seed(1234)
     z = torch.randn(parity_batch, zdim, generator=gen)
     y = torch.randint(0, max(ncls, 1), (parity_batch,), generator=gen)
@@ -243,7 +243,8 @@ def _export_models(G: Generator, D: Discriminator, state: dict[str, Any], outdir
         d_names = ["images", "label"] if ncls else ["images"]
         d_ref = d(*d_args).numpy()
         p = emit(d, d_args, d_names, "logits", "discriminator.onnx",
-                 md.ModelInfo(**{**base.__dict__, "role": "discriminator"}))
+                 md.ModelInfo(**{**base.__dict__, "role": "discriminator",
+                                 "architecture": dict(state["d_args"])}))
         d_feeds = {"images": ref, **({"label": y.numpy()} if ncls else {})}
         ddiff = float(np.abs(_ort_run(p, d_feeds) - d_ref).max())
         report["discriminator_max_abs_diff"] = ddiff

@@ -1,0 +1,229 @@
+"""Runtime benchmark: gansample (onnxruntime) vs PyTorch eager vs torch.compile.
+
+For each architecture (the bundled model's, and a 64x64 RGB reference generator) the
+script builds one set of weights, exports it with the project's exporter, and measures
+model-only throughput of every backend in its own process with the same thread count.
+Then it measures end-to-end `gansample generate -n N` to PNG files, the PNG-encode rate
+on all cores, the cold start of `gansample generate -n 64`, and peak RSS against n.
+
+    python benchmarks/bench_runtime.py --threads 2            # CPU table
+    python benchmarks/bench_runtime.py --device cuda          # the same on a GPU
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+# --- workers (each runs in its own process) ----------------------------------------------
+def worker(a: argparse.Namespace) -> None:
+    z = np.random.RandomState(0).randn(a.batch, a.z_dim).astype(np.float32)
+    y = (np.arange(a.batch) % max(a.num_classes, 1)).astype(np.int64)
+    if a.backend.startswith("ort"):
+        from gansample.session import Session
+        s = Session(a.model_file, a.device, threads=a.threads, spinning=a.spinning)
+        feeds = {"z": z, "label": y}
+        step = lambda: s.run(feeds)  # noqa: E731
+        provider = s.provider
+    else:
+        import torch
+        from training import checkpoint as ckpt
+        from training.models import Generator
+        torch.set_num_threads(a.threads)
+        state = ckpt.load(a.checkpoint)
+        dev = torch.device("cuda" if a.device == "cuda" else "cpu")
+        G = Generator(**state["g_args"]).eval().to(dev)
+        G.load_state_dict(state["G_ema"])
+        dtype = torch.float16 if a.fp16 else torch.float32
+        G = G.to(dtype)
+        if a.backend == "torch-compile":
+            G = torch.compile(G)
+        zt, yt = torch.from_numpy(z).to(dev, dtype), torch.from_numpy(y).to(dev)
+        args = (zt, yt) if a.num_classes else (zt,)
+
+        def step():
+            with torch.inference_mode():
+                out = G(*args)
+                if dev.type == "cuda":
+                    torch.cuda.synchronize()
+                return out
+        provider = f"torch {torch.__version__} ({dev.type}, {dtype})"
+    for _ in range(3):  # warm-up (and compilation)
+        step()
+    times = []
+    t_end = time.perf_counter() + a.seconds
+    while time.perf_counter() < t_end or len(times) < 5:
+        t = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t)
+    print(json.dumps({"img_per_s": a.batch / statistics.median(times), "provider": provider}))
+
+
+def run_worker(backend: str, spec: dict, a: argparse.Namespace, model_file: str = "", fp16: bool = False,
+               spinning: bool = False) -> dict:
+    cmd = [sys.executable, __file__, "--worker", backend, "--checkpoint", spec["checkpoint"],
+           "--model-file", model_file, "--z-dim", str(spec["z_dim"]), "--num-classes", str(spec["num_classes"]),
+           "--threads", str(a.threads), "--batch", str(a.batch), "--seconds", str(a.seconds),
+           "--device", a.device] + (["--fp16"] if fp16 else []) + (["--spinning"] if spinning else [])
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    if out.returncode != 0:
+        return {"img_per_s": float("nan"), "provider": "failed: " + out.stderr.strip().splitlines()[-1][:80]}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# --- model preparation --------------------------------------------------------------------
+def make_model(name: str, g_args: dict, workdir: Path) -> dict:
+    """One set of weights for every backend: a checkpoint for torch, its export for ORT."""
+    import torch
+    from training import checkpoint as ckpt
+    from training.export import export_checkpoint
+    from training.models import Discriminator, Generator
+    torch.manual_seed(0)
+    G = Generator(**g_args)
+    # Non-trivial BatchNorm statistics, as a trained model has.
+    with torch.no_grad():
+        for m in G.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.normal_(0, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+    d_args = {k: g_args[k] for k in ("resolution", "channels", "num_classes", "width")}
+    D = Discriminator(**d_args)
+    folder = workdir / name
+    folder.mkdir(parents=True)
+    path = folder / "checkpoint-00000000.pt"
+    ckpt.save({"step": 0, "g_args": g_args, "d_args": d_args, "G_ema": G.state_dict(), "D": D.state_dict(),
+               "config": {}, "class_names": [str(i) for i in range(g_args["num_classes"])], "dataset": name},
+              path)
+    export_checkpoint(str(path), folder / "onnx", name=name)
+    return {"name": name, "checkpoint": str(path), "onnx": folder / "onnx", **g_args}
+
+
+def bundled_args() -> dict:
+    from gansample.generator import Generator
+    info = Generator("fashion-mnist", device="cpu").info
+    if not info.architecture:
+        raise SystemExit("the bundled model records no architecture; re-export it")
+    return dict(info.architecture)
+
+
+# --- end-to-end measurements --------------------------------------------------------------
+def cli(*args: str, env: dict | None = None) -> float:
+    exe = str(Path(sys.executable).parent / "gansample")
+    t = time.perf_counter()
+    subprocess.run([exe, *args], check=True, capture_output=True, env=env)
+    return time.perf_counter() - t
+
+
+def encode_rate(n: int = 2048) -> float:
+    from gansample.images import ParallelWriter, save_png
+    imgs = np.random.RandomState(0).randint(0, 255, (n, 28, 28, 1)).astype(np.uint8)
+    with tempfile.TemporaryDirectory() as d:
+        t = time.perf_counter()
+        with ParallelWriter() as w:
+            for i, im in enumerate(imgs):
+                w.submit(save_png, im, Path(d) / f"seed{i:04d}.png")
+        return n / (time.perf_counter() - t)
+
+
+def peak_rss_mb(n: int, outdir: Path) -> float:
+    exe = str(Path(sys.executable).parent / "gansample")
+    code = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, capture_output=True); "
+            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    out = subprocess.run([sys.executable, "-c", code, exe, "generate", "-n", str(n), "--outdir", str(outdir), "-q"],
+                         capture_output=True, text=True, check=True)
+    return int(out.stdout.strip()) / 1024
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--seconds", type=float, default=4.0)
+    ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    ap.add_argument("--e2e-n", type=int, default=4096)
+    ap.add_argument("--rss-n", type=int, default=0, help="also measure peak RSS of generate -n RSS_N")
+    ap.add_argument("--skip-compile", action="store_true")
+    # worker mode
+    ap.add_argument("--worker", default=None)
+    ap.add_argument("--checkpoint", default="")
+    ap.add_argument("--model-file", default="")
+    ap.add_argument("--z-dim", type=int, default=0)
+    ap.add_argument("--num-classes", type=int, default=0)
+    ap.add_argument("--fp16", action="store_true")
+    ap.add_argument("--spinning", action="store_true")
+    a = ap.parse_args()
+    if a.worker:
+        a.backend = a.worker
+        worker(a)
+        return
+
+    work = Path(tempfile.mkdtemp(prefix="gansample-bench-"))
+    try:
+        specs = [make_model("bundled-arch", bundled_args(), work),
+                 make_model("ref-64px-rgb", dict(z_dim=128, resolution=64, channels=3, num_classes=0, width=64), work)]
+        print(f"# model-only throughput, batch {a.batch}, {a.threads} threads, device {a.device} "
+              f"(img/s, median of {a.seconds:.0f}s; each backend in its own process)\n")
+        print("| model | backend | img/s | vs eager | vs compile |")
+        print("|---|---|---|---|---|")
+        for spec in specs:
+            onnx_dir = spec["onnx"]
+            rows = [("torch eager", run_worker("torch-eager", spec, a))]
+            if not a.skip_compile:
+                rows.append(("torch.compile", run_worker("torch-compile", spec, a)))
+            rows.append(("gansample fp32 (float out)", run_worker("ort", spec, a, str(onnx_dir / "generator.onnx"))))
+            rows.append(("gansample uint8 (default on CPU)",
+                         run_worker("ort", spec, a, str(onnx_dir / "generator_uint8.onnx"))))
+            rows.append(("gansample uint8, spinning threads",
+                         run_worker("ort", spec, a, str(onnx_dir / "generator_uint8.onnx"), spinning=True)))
+            if a.device == "cuda":
+                rows.append(("torch eager fp16", run_worker("torch-eager", spec, a, fp16=True)))
+                rows.append(("gansample fp16 (IO binding)",
+                             run_worker("ort", spec, a, str(onnx_dir / "generator_fp16.onnx"))))
+            eager = rows[0][1]["img_per_s"]
+            comp = rows[1][1]["img_per_s"] if not a.skip_compile else float("nan")
+            for label, r in rows:
+                v = r["img_per_s"]
+                print(f"| {spec['name']} | {label} | {v:,.0f} | {v / eager:.2f}x | {v / comp:.2f}x |")
+        print()
+        if a.device == "cpu":
+            model_rate = run_worker("ort", specs[0], a, str(specs[0]["onnx"] / "generator_uint8.onnx"))["img_per_s"]
+            enc = encode_rate()
+            dt = cli("generate", "-n", str(a.e2e_n), "--outdir", str(work / "e2e"), "-q", "--device", "cpu")
+            e2e = a.e2e_n / dt
+            bound = min(model_rate, enc)
+            print("# end to end (bundled model)\n")
+            print("| measure | value |")
+            print("|---|---|")
+            print(f"| model-only rate, uint8, {a.threads} threads | {model_rate:,.0f} img/s |")
+            print(f"| PNG encode rate, all cores | {enc:,.0f} img/s |")
+            print(f"| `generate -n {a.e2e_n}` to PNG files | {e2e:,.0f} img/s ({dt:.2f} s) |")
+            print(f"| end-to-end / min(model, encode) | {e2e / bound:.2f} (target >= 0.8) |")
+            colds = []
+            for i in range(5):
+                shutil.rmtree(work / "cold", ignore_errors=True)
+                colds.append(cli("generate", "-n", "64", "--outdir", str(work / "cold"), "-q"))
+            print(f"| cold start `generate -n 64` (median of 5) | {statistics.median(colds):.3f} s (target <= 1.0) |")
+            if a.rss_n:
+                small = peak_rss_mb(1000, work / "rss-small")
+                big = peak_rss_mb(a.rss_n, work / "rss-big")
+                print(f"| peak RSS, -n 1000 / -n {a.rss_n} | {small:.0f} MB / {big:.0f} MB |")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,152 @@
+"""The Gradio demo, started for real and driven in headless Chromium and by gradio_client."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import FASHION_DIR
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+pytestmark = pytest.mark.skipif(not FASHION_DIR.is_dir(), reason="Debian dataset-fashion-mnist not installed")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    port = _free_port()
+    log = tmp_path_factory.mktemp("app") / "app.log"
+    env = {**os.environ, "GRADIO_TEMP_DIR": str(tmp_path_factory.mktemp("gradio-tmp"))}
+    with open(log, "w") as f:
+        proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--port", str(port), "--device", "cpu"],
+                                stdout=f, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            break
+        except OSError:
+            if proc.poll() is not None:
+                pytest.fail("app exited: " + log.read_text())
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail("app did not start: " + log.read_text())
+    yield url
+    proc.terminate()
+    proc.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def sample_files(tmp_path_factory):
+    from gansample import datasets
+    d = tmp_path_factory.mktemp("uploads")
+    x, _ = datasets.load_standard("fashion-mnist", "test")
+    paths = []
+    for i in range(3):
+        p = d / f"real{i}.png"
+        Image.fromarray(x[i]).save(p)
+        paths.append(p)
+    bad = d / "notes.txt"
+    bad.write_text("not an image")
+    return paths, bad
+
+
+@pytest.fixture(scope="module")
+def page(app_url):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian chromium not installed")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                    args=["--headless", "--no-sandbox", "--disable-gpu",
+                                          "--disable-background-networking", "--disable-component-update",
+                                          "--no-first-run", "--disable-sync"])
+        pg = browser.new_page(viewport={"width": 1280, "height": 1000})
+        pg.goto(app_url)
+        pg.wait_for_selector("#generate-btn", timeout=60_000)
+        yield pg
+        browser.close()
+
+
+def _shot(page, name: str) -> None:
+    folder = os.environ.get("GANSAMPLE_SCREENSHOTS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)
+
+
+def test_browser_generate_shows_images_and_provider(page):
+    page.click("#generate-btn")
+    page.wait_for_function("document.querySelectorAll('#gallery img').length >= 16", timeout=60_000)
+    status = page.locator("#generate-status").inner_text(timeout=30_000)
+    assert "CPUExecutionProvider" in status and "16 images" in status
+    assert "seed 0" in page.locator("#gallery").inner_text()
+    _shot(page, "generate")
+
+
+def test_browser_bad_count_shows_message(page):
+    count = page.get_by_label("Count (1-256)")
+    count.fill("0")
+    page.click("#generate-btn")
+    page.get_by_text("count: got 0").first.wait_for(timeout=30_000)
+    count.fill("16")
+
+
+def test_browser_interpolate_shows_animation(page):
+    page.get_by_role("tab", name="Interpolate").click()
+    page.click("#interpolate-btn")
+    page.wait_for_selector("#animation img", timeout=60_000)
+    assert "frames" in page.locator("#interpolate-status").inner_text(timeout=30_000)
+    _shot(page, "interpolate")
+
+
+def test_browser_upload_and_score(page, sample_files):
+    files, bad = sample_files
+    page.get_by_role("tab", name="Score").click()
+    page.locator("#score-upload input[type=file]").set_input_files([str(p) for p in files] + [str(bad)])
+    page.wait_for_timeout(1000)
+    page.click("#score-btn")
+    page.get_by_text("3 scored, 1 not usable").wait_for(timeout=60_000)
+    table = page.locator("#score-table").inner_text()
+    assert "real0.png" in table and "notes.txt" in table and "not an image" in table
+    _shot(page, "score")
+
+
+def test_api_endpoints_with_gradio_client(app_url, sample_files):
+    client_mod = pytest.importorskip("gradio_client")
+    c = client_mod.Client(app_url, verbose=False)
+    gallery, zip_path, status = c.predict("fashion-mnist", "", 0, 8, 1.0, "(from the seed)",
+                                          "D score: best first", "", api_name="/generate")
+    assert len(gallery) == 8 and "8 images" in status
+    scores = [float(item["caption"].rsplit("D ", 1)[1]) for item in gallery]
+    assert scores == sorted(scores, reverse=True)
+    import zipfile
+    with zipfile.ZipFile(zip_path) as z:
+        assert len([n for n in z.namelist() if n.endswith(".png")]) == 8 and "manifest.csv" in z.namelist()
+    anim, gif, status = c.predict("fashion-mnist", "1,2", 5, "slerp", False, 1.0, "(from the seed)", 10,
+                                  api_name="/interpolate")
+    assert Image.open(gif).n_frames == 6
+    files, bad = sample_files
+    table, status = c.predict("fashion-mnist", [client_mod.handle_file(str(p)) for p in files],
+                              api_name="/score")
+    assert len(table["data"]) == 3 and all(isinstance(r[1], (int, float)) for r in table["data"])
+    with pytest.raises(Exception, match="at most 256"):
+        c.predict("fashion-mnist", "0-999", 0, 8, 1.0, "(from the seed)", "seed", "", api_name="/generate")
