@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import os
+import threading
+from functools import partial
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pytest
@@ -78,3 +83,20 @@ def tiny_uncond_model(image_folder, tmp_path_factory) -> Path:
 def run_cli(*argv: str) -> int:
     from gansample.cli import main
     return main([str(a) for a in argv])
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def serve_folder(folder: Path) -> Iterator[str]:
+    """A static HTTP server on 127.0.0.1 (a free port) for the duration of the block."""
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(_QuietHandler, directory=str(folder)))
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()

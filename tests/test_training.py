@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import gzip
-import http.server
 import json
 import os
-import threading
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import FASHION_DIR, TINY, run_cli, tiny_config
+from conftest import FASHION_DIR, TINY, run_cli, serve_folder, tiny_config
 from gansample.errors import GansampleError
 
 
@@ -154,12 +151,8 @@ def test_download_verifies_checksums_against_local_server(tmp_path):
     served.mkdir()
     for f in FASHION_DIR.iterdir():
         (served / f.name).write_bytes(f.read_bytes())
-    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
-    handler.log_message = lambda *a, **k: None
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}/"
-    try:
+    with serve_folder(served) as root:
+        url = root + "/"
         dest = datasets.download("fashion-mnist", tmp_path / "cache", base_url=url)
         x, y = datasets.load_standard("fashion-mnist", "test", data_dir=str(dest))
         assert x.shape == (10000, 28, 28)
@@ -170,5 +163,3 @@ def test_download_verifies_checksums_against_local_server(tmp_path):
             datasets.download("fashion-mnist", tmp_path / "cache2", base_url=url)
         assert not (tmp_path / "cache2" / "t10k-labels-idx1-ubyte.gz").exists()
         assert not [p for p in (tmp_path / "cache2").iterdir() if p.name.startswith(".download")]
-    finally:
-        server.shutdown()
