@@ -62,6 +62,13 @@ def _cmd_train(a: argparse.Namespace) -> int:
     if a.resume and (a.data or a.resolution or a.conditional or a.recipe):
         raise GansampleError("--resume: continues a run with its own config; only --steps may be "
                              "given with it (not --data, --resolution, --conditional or --recipe)")
+    if a.resume:
+        from training.config import RESUMABLE
+        fixed = [o.split("=", 1)[0].strip().replace("-", "_") for o in a.overrides]
+        fixed = [k for k in fixed if k not in RESUMABLE]
+        if fixed:
+            raise GansampleError(f"--set {fixed[0]}: cannot change when resuming; only these can: "
+                                 f"{', '.join(RESUMABLE)}")
     cfg = TrainConfig()
     given = {"data": a.data, "data_dir": a.data_dir, "steps": a.steps, "resolution": a.resolution,
              "batch_size": a.batch_size, "seed": a.seed, "device": a.device, "recipe": a.recipe}

@@ -45,6 +45,23 @@ def test_resume_continues_and_reproduces_losses(image_folder, tmp_path):
     np.testing.assert_allclose(np.array(a), np.array(b), rtol=1e-6, atol=1e-7)
 
 
+def test_discriminator_finetune_after_resume(image_folder, tmp_path):
+    from training import checkpoint as ckpt
+    from training.train import negatives, train
+    run = train(tiny_config(image_folder, 2, conditional=True), tmp_path, progress=False)
+    cfg = tiny_config(image_folder, 2)
+    cfg.d_finetune_steps = 3
+    train(cfg, resume=str(run), progress=False)
+    state = ckpt.load(str(run))
+    assert (state["step"], state["d_step"]) == (2, 3) and state["path"].endswith("checkpoint-00000005.pt")
+    rows = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["d_step"] for r in rows if "d_step" in r] == [1, 2, 3]
+    assert all(np.isfinite(r["d_neg"]) for r in rows if "d_step" in r)
+    x = torch.rand(16, 1, 28, 28) * 2 - 1
+    neg = negatives(x, ["blank", "noise", "blur", "jigsaw"])
+    assert neg.shape == x.shape and not torch.equal(neg, x)
+
+
 def test_pickle_with_code_is_refused(tmp_path):
     from training import checkpoint as ckpt
 

@@ -10,6 +10,10 @@ from typing import Any
 from gansample.errors import GansampleError, bad_value
 
 RECIPES = ("gansample", "dcgan")
+NDA_KINDS = ("blank", "noise", "blur", "jigsaw")
+# Fields that may change when a run is resumed: the schedule, not the model or the data.
+RESUMABLE = ("steps", "d_finetune_steps", "nda", "sample_every", "ckpt_every", "keep_ckpts", "log_every",
+             "eval_every", "eval_n", "device", "threads", "amp")
 
 
 @dataclass
@@ -36,6 +40,12 @@ class TrainConfig:
     ema_beta: float = 0.999  # EMA of G's weights; 0 disables it
     ema_warmup: int = 500  # steps over which the EMA decay ramps up
     augment: str = "translation,cutout"  # DiffAugment policy; "" disables it
+    # After the GAN steps: train D alone against the frozen G with the logistic loss, so
+    # its logits estimate log p_data/p_G as DRS assumes (Azadi et al. 2019), adding
+    # negative-data-augmentation images as fakes (Sinha et al. 2021) so that blank, noisy,
+    # blurred and scrambled inputs are judged unreal when users score them.
+    d_finetune_steps: int = 0
+    nda: str = "blank,noise,blur,jigsaw"
     sample_every: int = 500
     ckpt_every: int = 1000
     keep_ckpts: int = 3
@@ -63,6 +73,11 @@ class TrainConfig:
         bad = [a for a in self.augment.split(",") if a and a not in ("translation", "cutout", "color")]
         if bad:
             raise bad_value("--set augment", self.augment, "a comma list of: translation, cutout, color")
+        bad = [a for a in self.nda.split(",") if a and a not in NDA_KINDS]
+        if bad:
+            raise bad_value("--set nda", self.nda, f"a comma list of: {', '.join(NDA_KINDS)}")
+        if self.d_finetune_steps < 0:
+            raise bad_value("--set d_finetune_steps", self.d_finetune_steps, "an integer >= 0")
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)

@@ -9,6 +9,7 @@ images, and an EMA of G's weights that is what gets sampled and exported.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import re
 import time
@@ -26,7 +27,7 @@ from gansample.images import make_grid, save_png
 from gansample.latents import labels_for_seeds, latents_for_seeds
 
 from . import checkpoint as ckpt
-from .config import TrainConfig, dcgan_recipe
+from .config import RESUMABLE, TrainConfig, dcgan_recipe
 from .data import BatchSchedule, ImageData, load_dataset
 from .models import Discriminator, Generator
 
@@ -68,6 +69,36 @@ def _cutout(x: torch.Tensor, ratio: float) -> torch.Tensor:
     gy, gx = torch.meshgrid(torch.arange(h, device=x.device), torch.arange(w, device=x.device), indexing="ij")
     inside = (gy[None] >= oy) & (gy[None] < oy + ch) & (gx[None] >= ox) & (gx[None] < ox + cw)
     return x * (~inside).unsqueeze(1).to(x.dtype)
+
+
+# --- negative data augmentation: real images made unreal ------------------------------
+def negatives(x: torch.Tensor, kinds: list[str]) -> torch.Tensor:
+    """One corrupted copy of each image in x, kind chosen per image."""
+    b = x.shape[0]
+    which = torch.randint(0, len(kinds), (b,), device=x.device)
+    out = x.clone()
+    for k, kind in enumerate(kinds):
+        m = which == k
+        if not m.any():
+            continue
+        xs = x[m]
+        if kind == "blank":
+            xs = torch.rand(xs.shape[0], 1, 1, 1, device=x.device).mul(2).sub(1).expand_as(xs).clone()
+        elif kind == "noise":
+            xs = torch.rand_like(xs).mul(2).sub(1)
+        elif kind == "blur":
+            for _ in range(3):
+                xs = F.avg_pool2d(xs, 5, 1, 2, count_include_pad=False)
+        elif kind == "jigsaw":
+            # Swap the image's quadrants in a random cyclic order.
+            h, w = xs.shape[2] // 2, xs.shape[3] // 2
+            q = [xs[:, :, :h, :w], xs[:, :, :h, w:2 * w], xs[:, :, h:2 * h, w:2 * w], xs[:, :, h:2 * h, :w]]
+            shift = int(torch.randint(1, 4, (1,)))
+            q = q[shift:] + q[:shift]
+            xs = xs.clone()
+            xs[:, :, :h, :w], xs[:, :, :h, w:2 * w], xs[:, :, h:2 * h, w:2 * w], xs[:, :, h:2 * h, :w] = q
+        out[m] = xs
+    return out
 
 
 # --- losses ------------------------------------------------------------------------
@@ -120,6 +151,7 @@ class Trainer:
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.lr_g, betas=betas)
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr_d, betas=betas)
         self.step = 0
+        self.d_step = 0  # D fine-tuning steps done after the GAN steps
         self.best: dict[str, Any] | None = None
         if state is not None:
             self._restore(state)
@@ -138,7 +170,7 @@ class Trainer:
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.get_rng_state_all()
         return {
-            "step": self.step, "config": json.loads(self.cfg.to_json()),
+            "step": self.step, "d_step": self.d_step, "config": json.loads(self.cfg.to_json()),
             "g_args": self.g_args, "d_args": self.d_args,
             "class_names": list(self.data.class_names), "dataset": self.data.name,
             "G": self.G.state_dict(), "D": self.D.state_dict(), "G_ema": self.G_ema.state_dict(),
@@ -153,13 +185,14 @@ class Trainer:
         self.opt_g.load_state_dict(s["opt_g"])
         self.opt_d.load_state_dict(s["opt_d"])
         self.step = int(s["step"])
+        self.d_step = int(s.get("d_step", 0))
         self.best = s.get("best")
         torch.set_rng_state(s["rng"]["torch"])
         if "cuda" in s["rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(s["rng"]["cuda"])
 
     def save_checkpoint(self) -> Path:
-        path = self.run_dir / ckpt.checkpoint_name(self.step)
+        path = self.run_dir / ckpt.checkpoint_name(self.step + self.d_step)
         ckpt.save(self.state(), path)
         keep = {path.name} | ({self.best["file"]} if self.best else set())
         old = [p for p in ckpt.list_checkpoints(self.run_dir) if p.name not in keep]
@@ -168,8 +201,8 @@ class Trainer:
         return path
 
     # --- one step --------------------------------------------------------------------
-    def _batch(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        idx = self.schedule.indices(self.step)
+    def _batch(self, step: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        idx = self.schedule.indices(self.step if step is None else step)
         x = self.images[idx].to(self.device, non_blocking=True).float().div_(127.5).sub_(1.0)
         y = self.labels[idx].to(self.device) if self.labels is not None else None
         return x, y
@@ -214,6 +247,30 @@ class Trainer:
         self.step += 1
         return {"loss_d": loss_d.item(), "loss_g": loss_g.item(), "d_real": d_real.detach().mean().item(),
                 "d_fake": d_fake.detach().mean().item(), "r1": r1}
+
+    def finetune_d_step(self) -> dict[str, float]:
+        """D alone, logistic loss, G frozen: real vs G's samples and negative images."""
+        cfg, B = self.cfg, self.cfg.batch_size
+        real, y = self._batch(self.step + self.d_step)
+        ncls = self.g_args["num_classes"]
+        z = torch.randn(B, cfg.z_dim, device=self.device)
+        y_fake = torch.randint(0, ncls, (B,), device=self.device) if ncls else None
+        with torch.no_grad():
+            fake = self.G_ema(z, y_fake)
+        kinds = [k for k in cfg.nda.split(",") if k]
+        fakes, fake_y = [fake], [y_fake]
+        if kinds:
+            fakes.append(negatives(real, kinds))
+            fake_y.append(torch.randint(0, ncls, (B,), device=self.device) if ncls else None)
+        d_real = self.D(real, y)
+        d_fake = torch.cat([self.D(f, fy) for f, fy in zip(fakes, fake_y)])
+        loss = F.softplus(-d_real).mean() + F.softplus(d_fake).mean()
+        self.opt_d.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_d.step()
+        self.d_step += 1
+        return {"loss_d": loss.item(), "d_real": d_real.detach().mean().item(),
+                "d_fake": d_fake[:B].detach().mean().item(), "d_neg": d_fake[B:].detach().mean().item()}
 
     @torch.no_grad()
     def _update_ema(self) -> None:
@@ -263,8 +320,27 @@ class Trainer:
                     self._evaluate(log)
                 if self.step % cfg.ckpt_every == 0 or self.step == cfg.steps:
                     self.save_checkpoint()
-        bar.close()
+            bar.close()
+            if self.d_step < cfg.d_finetune_steps:
+                self._finetune_d(log, progress)
         return self.run_dir
+
+    def _finetune_d(self, log: Any, progress: bool) -> None:
+        cfg = self.cfg
+        bar = tqdm(total=cfg.d_finetune_steps, initial=self.d_step, disable=not progress, unit="step",
+                   dynamic_ncols=True, desc="D fine-tune")
+        while self.d_step < cfg.d_finetune_steps:
+            stats = self.finetune_d_step()
+            if self.d_step % cfg.log_every == 0 or self.d_step == cfg.d_finetune_steps:
+                log.write(json.dumps({"step": self.step, "d_step": self.d_step,
+                                      **{k: round(v, 6) for k, v in stats.items()}}) + "\n")
+                log.flush()
+                bar.set_postfix(D=f"{stats['loss_d']:.3f}", real=f"{stats['d_real']:.2f}",
+                                fake=f"{stats['d_fake']:.2f}", neg=f"{stats['d_neg']:.2f}")
+            bar.update(1)
+            if self.d_step % cfg.ckpt_every == 0 or self.d_step == cfg.d_finetune_steps:
+                self.save_checkpoint()
+        bar.close()
 
     def _evaluate(self, log: Any) -> None:
         assert self.evaluate is not None
@@ -282,7 +358,10 @@ def train(cfg: TrainConfig, outdir: str | Path = "runs", resume: str | None = No
     state = None
     if resume:
         state = ckpt.load(resume, "--resume")
-        cfg = TrainConfig(**state["config"])
+        saved = TrainConfig(**state["config"])
+        # Schedule fields given now win over the saved ones; the model and data stay.
+        changed = {k: getattr(cfg, k) for k in RESUMABLE if getattr(cfg, k) != getattr(TrainConfig(), k)}
+        cfg = dataclasses.replace(saved, **changed)
         if steps is not None:
             cfg.steps = steps
         run_dir = Path(state["path"]).parent
@@ -299,8 +378,9 @@ def train(cfg: TrainConfig, outdir: str | Path = "runs", resume: str | None = No
     if cfg.eval_every:
         from .evaluate_hook import make_evaluator
         trainer.evaluate = make_evaluator(cfg, data)
-    if state is not None and trainer.step >= cfg.steps:
-        raise bad_value("--steps", cfg.steps, f"must be larger than the checkpoint's step ({trainer.step}) to continue")
+    if state is not None and trainer.step >= cfg.steps and trainer.d_step >= cfg.d_finetune_steps:
+        raise bad_value("--steps", cfg.steps, f"must be larger than the checkpoint's step ({trainer.step}) "
+                        "to continue (or raise --set d_finetune_steps)")
     return trainer.run(progress=progress)
 
 
