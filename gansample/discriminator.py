@@ -179,11 +179,25 @@ def parse_filter(spec: str) -> tuple[str, float]:
                     "0 <= P <= 100 (the percentile that sets DRS's gamma)")
 
 
-def _candidate_scores(g: Generator, d: Discriminator, seeds: list[int], psi: float, cls) -> np.ndarray:
-    scores = []
+def _candidate_scores(g: Generator, d: Discriminator, seeds: list[int], psi: float, cls) -> tuple[np.ndarray, np.ndarray]:
+    """D's logits for the seeds' images, and the class each was generated with (0 if none)."""
+    scores, labels = [], []
     for res in g.iter_samples(seeds=seeds, psi=psi, cls=cls):
         scores.append(d.logits(res.images, res.labels))
-    return np.concatenate(scores)
+        labels.append(res.labels if res.labels is not None else np.zeros(len(res), np.int64))
+    return np.concatenate(scores), np.concatenate(labels)
+
+
+def within_class_rank(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Each candidate's rank among the candidates of its class, as a fraction in [0, 1)
+    (0 = the best of its class). A conditional D's logits are comparable within a class,
+    not across classes: ranking within classes keeps the class balance of the pool."""
+    frac = np.empty(len(scores))
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        order = idx[np.argsort(-scores[idx], kind="stable")]
+        frac[order] = np.arange(len(idx)) / len(idx)
+    return frac
 
 
 def drs_accept_prob(logits: np.ndarray, max_logit: float, gamma: float, eps: float = 1e-6) -> np.ndarray:
@@ -225,26 +239,32 @@ def filter_seeds(g: Generator, d: Discriminator, method: str, param: float, n: i
     if method == "top":
         pool = seeds if seeds is not None else list(range(math.ceil(n / param)))  # type: ignore[operator]
         keep_n = n if n is not None else max(1, round(len(pool) * param))
-        scores = _candidate_scores(g, d, pool, psi, cls)
-        order = np.argsort(-scores, kind="stable")[:keep_n]
+        scores, labels = _candidate_scores(g, d, pool, psi, cls)
+        order = np.argsort(within_class_rank(scores, labels), kind="stable")[:keep_n]
         kept = np.zeros(len(pool), bool)
         kept[order] = True
         return FilterResult([s for s, k in zip(pool, kept) if k], pool, scores, kept, f"top:{param:g}",
                             float(kept.mean()))
     # DRS: calibrate D*_M and gamma on a burn-in set of seeds outside the candidate range.
+    # Per class for conditional models: their logits live on different scales.
     calib_seeds = list(range(lat.MAX_SEED - calibration + 1, lat.MAX_SEED + 1))
-    calib = _candidate_scores(g, d, calib_seeds, psi, cls)
-    max_logit = float(calib.max())
-    gamma = float(np.percentile(drs_f(calib, max_logit), param))
+    calib, calib_y = _candidate_scores(g, d, calib_seeds, psi, cls)
+    max_logit: dict[int, float] = {}
+    gamma: dict[int, float] = {}
+    for c in np.unique(calib_y):
+        sc = calib[calib_y == c]
+        max_logit[int(c)] = float(sc.max())
+        gamma[int(c)] = float(np.percentile(drs_f(sc, max_logit[int(c)]), param))
     limit = max_candidates or (100 * n if n is not None else len(seeds or []))
     cand: list[int] = []
     scores_all: list[float] = []
     kept_all: list[bool] = []
     n_kept = 0
     for chunk in _chunks(seeds, g.batch_size * 4):
-        for seed, logit in zip(chunk, _candidate_scores(g, d, chunk, psi, cls)):
-            max_logit = max(max_logit, float(logit))  # D*_M tracks the largest logit seen
-            p = float(drs_accept_prob(np.array([logit]), max_logit, gamma)[0])
+        for seed, logit, c in zip(chunk, *_candidate_scores(g, d, chunk, psi, cls)):
+            c = int(c)
+            max_logit[c] = max(max_logit.get(c, float(logit)), float(logit))  # D*_M: the largest logit seen
+            p = float(drs_accept_prob(np.array([logit]), max_logit[c], gamma.get(c, 0.0))[0])
             cand.append(seed)
             scores_all.append(float(logit))
             kept_all.append(_uniform_for_seed(seed) < p)

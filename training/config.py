@@ -30,11 +30,12 @@ class TrainConfig:
     z_dim: int = 64
     g_width: int = 64
     d_width: int = 64
-    lr_g: float = 2e-4
-    lr_d: float = 2e-4
+    lr_g: float = 1e-4  # two time-scale update rule: D learns faster than G
+    lr_d: float = 4e-4
     beta1: float = 0.0
-    beta2: float = 0.99
+    beta2: float = 0.9
     loss: str = "hinge"  # hinge | bce (non-saturating)
+    ms_weight: float = 1.0  # mode-seeking term against intra-class collapse (Mao et al. 2019); 0 disables it
     r1_gamma: float = 0.0  # R1 penalty weight; 0 disables it
     r1_every: int = 16  # lazy regularisation interval
     ema_beta: float = 0.999  # EMA of G's weights; 0 disables it
@@ -87,7 +88,7 @@ def dcgan_recipe(cfg: TrainConfig) -> TrainConfig:
     """The pytorch/examples DCGAN recipe: BCE loss, Adam(2e-4, beta1=0.5), BatchNorm in D,
     no spectral norm, no EMA, no augmentation."""
     return dataclasses.replace(cfg, recipe="dcgan", loss="bce", lr_g=2e-4, lr_d=2e-4, beta1=0.5,
-                               beta2=0.999, ema_beta=0.0, augment="", r1_gamma=0.0)
+                               beta2=0.999, ema_beta=0.0, augment="", r1_gamma=0.0, ms_weight=0.0)
 
 
 def _parse(name: str, text: str, typ: Any) -> Any:

@@ -238,8 +238,17 @@ class Trainer:
         # G step: make D call the fakes real.
         z = torch.randn(B, cfg.z_dim, device=self.device)
         y_fake = torch.randint(0, ncls, (B,), device=self.device) if ncls else None
+        if y_fake is not None and cfg.ms_weight > 0:
+            y_fake[B // 2: 2 * (B // 2)] = y_fake[: B // 2]  # pairs with the same class
         with amp:
-            loss_g = g_loss(cfg, self.D(self._aug(self.G(z, y_fake)), y_fake).float())
+            fake = self.G(z, y_fake)
+            loss_g = g_loss(cfg, self.D(self._aug(fake), y_fake).float())
+            if cfg.ms_weight > 0:
+                # Mode seeking: two latents of one class must give different images;
+                # penalise 1 / (image distance / latent distance).
+                h = B // 2
+                ratio = (fake[:h] - fake[h:2 * h]).abs().mean(dim=[1, 2, 3]) / (z[:h] - z[h:2 * h]).abs().mean(dim=1)
+                loss_g = loss_g + cfg.ms_weight / (ratio.float().mean() + 1e-5)
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         self.opt_g.step()
