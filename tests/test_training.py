@@ -180,3 +180,16 @@ def test_download_verifies_checksums_against_local_server(tmp_path):
             datasets.download("fashion-mnist", tmp_path / "cache2", base_url=url)
         assert not (tmp_path / "cache2" / "t10k-labels-idx1-ubyte.gz").exists()
         assert not [p for p in (tmp_path / "cache2").iterdir() if p.name.startswith(".download")]
+
+
+@pytest.mark.skipif(not FASHION_DIR.is_dir(), reason="Debian dataset-fashion-mnist not installed")
+def test_periodic_evaluation_keeps_best_checkpoint(tmp_path):
+    from training.config import TrainConfig
+    from training.train import train
+    cfg = TrainConfig(data="fashion-mnist", conditional=True, steps=4, batch_size=8, z_dim=16, g_width=8,
+                      d_width=8, sample_every=4, ckpt_every=4, log_every=2, threads=1, eval_every=2, eval_n=60)
+    run = train(cfg, tmp_path, progress=False)
+    evals = [json.loads(l)["eval"] for l in (run / "metrics.jsonl").read_text().splitlines() if '"eval"' in l]
+    assert len(evals) == 2 and all(e["n_fake"] == 60 and e["frechet_distance"] > 0 for e in evals)
+    best = torch.load(run / "checkpoint-best.pt", weights_only=True)["best"]
+    assert best["frechet_distance"] == min(e["frechet_distance"] for e in evals)
