@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import GansampleError
+from .generator import class_index
 from .images import ParallelWriter, atomic_write, ensure_outdir, make_grid, save_png
 
 GRID_MAX = 256  # grid.png shows at most this many images
@@ -48,7 +49,7 @@ def generate(a: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     g = Generator(a.model, device=a.device, threads=a.threads, batch_size=a.batch_size)
     psi = g.check_psi(a.trunc)
-    seeds = g._seeds(a.seeds, a.n if a.n is not None else (None if a.seeds else 64))
+    seeds = g.seed_list(a.seeds, a.n if a.n is not None else (None if a.seeds else 64))
     scores: dict[int, float] = {}
     if a.filter:
         seeds, scores = _filtered_seeds(a, g, seeds, psi)
@@ -123,14 +124,7 @@ def _filtered_seeds(a: argparse.Namespace, g, seeds: list[int], psi: float) -> t
 def score(a: argparse.Namespace) -> int:
     from .discriminator import Discriminator
     d = Discriminator(a.model, device=a.device, threads=a.threads)
-    cls = None
-    if a.cls is not None:
-        if not d.info.conditional:
-            raise GansampleError(f"--class: got {a.cls!r}; model {d.name!r} is unconditional")
-        names = d.info.class_names
-        cls = names.index(a.cls) if a.cls in names else (int(a.cls) if a.cls.isdigit() and int(a.cls) < len(names) else None)
-        if cls is None:
-            raise GansampleError(f"--class: got {a.cls!r}; class names: {', '.join(names)} (or 0-{len(names) - 1})")
+    cls = class_index(d.info, a.cls, "--class", d.name) if a.cls is not None else None
     res = d.score_files(a.paths, cls)
     for r in res.failed:
         print(f"{r.path}: skipped: {r.error}", file=sys.stderr)

@@ -38,6 +38,22 @@ class SampleResult:
         return to_pil(self.images[i])
 
 
+def class_index(info: ModelInfo, cls: int | str, arg: str = "--class", model: str = "") -> int:
+    """A class given by index or (case-insensitive) name -> its index, or a clear error."""
+    if not info.conditional:
+        raise bad_value(arg, cls, f"model {model or info.name!r} is unconditional: it takes no class")
+    names = info.class_names or [str(i) for i in range(info.num_classes)]
+    if isinstance(cls, str) and not cls.strip().lstrip("-").isdigit():
+        folded = {n.lower(): i for i, n in enumerate(names)}
+        if cls.lower() not in folded:
+            raise bad_value(arg, cls, f"class names: {', '.join(names)} (or an index 0-{len(names) - 1})")
+        return folded[cls.lower()]
+    idx = int(cls)
+    if not 0 <= idx < info.num_classes:
+        raise bad_value(arg, cls, f"a class index 0-{info.num_classes - 1} or a name: {', '.join(names)}")
+    return idx
+
+
 def quantize(x: np.ndarray) -> np.ndarray:
     """float32 NCHW in [-1, 1] -> uint8 NHWC, exactly as the uint8 graph variant does."""
     y = np.clip(x * np.float32(127.5) + np.float32(128.0), 0.0, 255.0).astype(np.uint8)
@@ -97,18 +113,7 @@ class Generator:
 
     # --- argument handling -------------------------------------------------------------
     def class_index(self, cls: int | str, arg: str = "--class") -> int:
-        if not self.info.conditional:
-            raise bad_value(arg, cls, f"model {self.name!r} is unconditional: it takes no class")
-        names = self.class_names
-        if isinstance(cls, str) and not cls.strip().lstrip("-").isdigit():
-            folded = {n.lower(): i for i, n in enumerate(names)}
-            if cls.lower() not in folded:
-                raise bad_value(arg, cls, f"class names: {', '.join(names)} (or an index 0-{len(names) - 1})")
-            return folded[cls.lower()]
-        idx = int(cls)
-        if not 0 <= idx < self.info.num_classes:
-            raise bad_value(arg, cls, f"a class index 0-{self.info.num_classes - 1} or a name: {', '.join(names)}")
-        return idx
+        return class_index(self.info, cls, arg, self.name)
 
     def labels_for(self, seeds: Sequence[int], cls: "int | str | None") -> np.ndarray | None:
         if not self.info.conditional:
@@ -131,7 +136,7 @@ class Generator:
         return psi
 
     @staticmethod
-    def _seeds(seeds: "Sequence[int] | str | None", n: int | None) -> list[int]:
+    def seed_list(seeds: "Sequence[int] | str | None", n: int | None) -> list[int]:
         if seeds is not None and n is not None:
             raise bad_value("seeds", seeds, "give either seeds or n, not both")
         if isinstance(seeds, str):
@@ -206,22 +211,21 @@ class Generator:
                 if len(bad):
                     raise bad_value("labels", int(bad[0]), f"class indices 0-{self.info.num_classes - 1}")
             return SampleResult(self.run(z, ys), None, z, ys, psi)
-        seed_list = self._seeds(seeds, n)
-        z = lat.truncate(lat.latents_for_seeds(seed_list, self.info.z_dim), psi)
-        ys = self.labels_for(seed_list, cls)
-        return SampleResult(self.run(z, ys), seed_list, z, ys, psi)
+        chosen = self.seed_list(seeds, n)
+        z = lat.truncate(lat.latents_for_seeds(chosen, self.info.z_dim), psi)
+        ys = self.labels_for(chosen, cls)
+        return SampleResult(self.run(z, ys), chosen, z, ys, psi)
 
     def iter_samples(self, seeds: "Sequence[int] | str | None" = None, n: int | None = None,
                      psi: float = 1.0, cls: "int | str | None" = None,
                      chunk: int | None = None) -> Iterator[SampleResult]:
         """Like :meth:`sample`, but yields one result per batch: memory stays flat in n."""
         psi = self.check_psi(psi)
-        seed_list = self._seeds(seeds, n)
-        labels_for = self.labels_for(seed_list[:1], cls)  # validate cls before starting
-        del labels_for
+        chosen = self.seed_list(seeds, n)
+        self.labels_for(chosen[:1], cls)  # validate cls before starting
         step = chunk or self.batch_size
-        for i in range(0, len(seed_list), step):
-            part = seed_list[i:i + step]
+        for i in range(0, len(chosen), step):
+            part = chosen[i:i + step]
             z = lat.truncate(lat.latents_for_seeds(part, self.info.z_dim), psi)
             ys = self.labels_for(part, cls)
             yield SampleResult(self.run(z, ys), part, z, ys, psi)
