@@ -35,6 +35,7 @@ class TrainConfig:
     beta1: float = 0.0
     beta2: float = 0.9
     loss: str = "hinge"  # hinge | bce (non-saturating)
+    d_norm: str = "spectral"  # spectral | batch (BatchNorm in D, as DCGAN)
     ms_weight: float = 1.0  # mode-seeking term against intra-class collapse (Mao et al. 2019); 0 disables it
     r1_gamma: float = 0.0  # R1 penalty weight; 0 disables it
     r1_every: int = 16  # lazy regularisation interval
@@ -65,6 +66,8 @@ class TrainConfig:
             raise bad_value("--batch-size", self.batch_size, "expected an integer >= 1")
         if self.recipe not in RECIPES:
             raise bad_value("--set recipe", self.recipe, f"valid: {', '.join(RECIPES)}")
+        if self.d_norm not in ("spectral", "batch"):
+            raise bad_value("--set d_norm", self.d_norm, "valid: spectral, batch")
         if self.loss not in ("hinge", "bce"):
             raise bad_value("--set loss", self.loss, "valid: hinge, bce")
         if self.device not in ("auto", "cpu", "cuda"):
@@ -88,7 +91,8 @@ def dcgan_recipe(cfg: TrainConfig) -> TrainConfig:
     """The pytorch/examples DCGAN recipe: BCE loss, Adam(2e-4, beta1=0.5), BatchNorm in D,
     no spectral norm, no EMA, no augmentation."""
     return dataclasses.replace(cfg, recipe="dcgan", loss="bce", lr_g=2e-4, lr_d=2e-4, beta1=0.5,
-                               beta2=0.999, ema_beta=0.0, augment="", r1_gamma=0.0, ms_weight=0.0)
+                               beta2=0.999, ema_beta=0.0, augment="", r1_gamma=0.0, ms_weight=0.0,
+                               d_norm="batch")
 
 
 def _parse(name: str, text: str, typ: Any) -> Any:

@@ -81,18 +81,21 @@ class Discriminator(nn.Module):
     """image [B, C, H, W] in [-1, 1] (+ label [B]) -> raw logit [B]."""
 
     def __init__(self, resolution: int = 28, channels: int = 1, num_classes: int = 0,
-                 width: int = 64, recipe: str = "gansample") -> None:
+                 width: int = 64, recipe: str = "gansample", norm: str | None = None) -> None:
         super().__init__()
+        # norm: "spectral" (spectral norm on every layer) or "batch" (BatchNorm after the
+        # strided convs, as in DCGAN); by default spectral for the gansample recipe.
+        norm = norm or ("spectral" if recipe == "gansample" else "batch")
         self.args = dict(resolution=resolution, channels=channels, num_classes=num_classes,
-                         width=width, recipe=recipe)
+                         width=width, recipe=recipe, norm=norm)
         self.num_classes = num_classes
-        sn = spectral_norm if recipe == "gansample" else (lambda m: m)
+        sn = spectral_norm if norm == "spectral" else (lambda m: m)
         ws = list(reversed(_widths(resolution, width)))  # full resolution first
         base = base_size(resolution)
         layers: list[nn.Module] = [sn(nn.Conv2d(channels, ws[0], 3, 1, 1)), nn.LeakyReLU(0.2, inplace=True)]
         for cin, cout in zip(ws[:-1], ws[1:]):
-            layers.append(sn(nn.Conv2d(cin, cout, 4, 2, 1, bias=recipe == "gansample")))
-            if recipe == "dcgan":
+            layers.append(sn(nn.Conv2d(cin, cout, 4, 2, 1, bias=norm == "spectral")))
+            if norm == "batch":
                 layers.append(nn.BatchNorm2d(cout))
             layers.append(nn.LeakyReLU(0.2, inplace=True))
         self.features = nn.Sequential(*layers)

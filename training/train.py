@@ -143,7 +143,7 @@ class Trainer:
         self.g_args = dict(z_dim=cfg.z_dim, resolution=data.resolution, channels=data.channels,
                            num_classes=ncls, width=cfg.g_width)
         self.d_args = dict(resolution=data.resolution, channels=data.channels, num_classes=ncls,
-                           width=cfg.d_width, recipe=cfg.recipe)
+                           width=cfg.d_width, recipe=cfg.recipe, norm=cfg.d_norm)
         self.G = Generator(**self.g_args).to(self.device)
         self.D = Discriminator(**self.d_args).to(self.device)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
