@@ -30,13 +30,13 @@ class TrainConfig:
     z_dim: int = 64
     g_width: int = 64
     d_width: int = 64
-    lr_g: float = 1e-4  # two time-scale update rule: D learns faster than G
-    lr_d: float = 4e-4
-    beta1: float = 0.0
-    beta2: float = 0.9
-    loss: str = "hinge"  # hinge | bce (non-saturating)
-    d_norm: str = "spectral"  # spectral | batch (BatchNorm in D, as DCGAN)
-    ms_weight: float = 1.0  # mode-seeking term against intra-class collapse (Mao et al. 2019); 0 disables it
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    loss: str = "bce"  # bce (non-saturating) | hinge
+    d_norm: str = "batch"  # batch (BatchNorm convs, spectral-norm head) | spectral (everywhere) | none (DCGAN)
+    ms_weight: float = 0.0  # mode-seeking term against intra-class collapse (Mao et al. 2019); 0 disables it
     r1_gamma: float = 0.0  # R1 penalty weight; 0 disables it
     r1_every: int = 16  # lazy regularisation interval
     ema_beta: float = 0.999  # EMA of G's weights; 0 disables it
@@ -66,8 +66,8 @@ class TrainConfig:
             raise bad_value("--batch-size", self.batch_size, "expected an integer >= 1")
         if self.recipe not in RECIPES:
             raise bad_value("--set recipe", self.recipe, f"valid: {', '.join(RECIPES)}")
-        if self.d_norm not in ("spectral", "batch"):
-            raise bad_value("--set d_norm", self.d_norm, "valid: spectral, batch")
+        if self.d_norm not in ("spectral", "batch", "none"):
+            raise bad_value("--set d_norm", self.d_norm, "valid: spectral, batch, none")
         if self.loss not in ("hinge", "bce"):
             raise bad_value("--set loss", self.loss, "valid: hinge, bce")
         if self.device not in ("auto", "cpu", "cuda"):
@@ -92,7 +92,7 @@ def dcgan_recipe(cfg: TrainConfig) -> TrainConfig:
     no spectral norm, no EMA, no augmentation."""
     return dataclasses.replace(cfg, recipe="dcgan", loss="bce", lr_g=2e-4, lr_d=2e-4, beta1=0.5,
                                beta2=0.999, ema_beta=0.0, augment="", r1_gamma=0.0, ms_weight=0.0,
-                               d_norm="batch")
+                               d_norm="none")
 
 
 def _parse(name: str, text: str, typ: Any) -> Any:

@@ -83,26 +83,32 @@ class Discriminator(nn.Module):
     def __init__(self, resolution: int = 28, channels: int = 1, num_classes: int = 0,
                  width: int = 64, recipe: str = "gansample", norm: str | None = None) -> None:
         super().__init__()
-        # norm: "spectral" (spectral norm on every layer) or "batch" (BatchNorm after the
-        # strided convs, as in DCGAN); by default spectral for the gansample recipe.
-        norm = norm or ("spectral" if recipe == "gansample" else "batch")
+        # norm: "spectral" (spectral norm on every layer), "batch" (BatchNorm after the
+        # strided convs, spectral norm on the head) or "none" (the plain DCGAN D: BatchNorm,
+        # no spectral norm anywhere).
+        norm = norm or ("spectral" if recipe == "gansample" else "none")
         self.args = dict(resolution=resolution, channels=channels, num_classes=num_classes,
                          width=width, recipe=recipe, norm=norm)
         self.num_classes = num_classes
         sn = spectral_norm if norm == "spectral" else (lambda m: m)
+        use_bn = norm in ("batch", "none")
         ws = list(reversed(_widths(resolution, width)))  # full resolution first
         base = base_size(resolution)
         layers: list[nn.Module] = [sn(nn.Conv2d(channels, ws[0], 3, 1, 1)), nn.LeakyReLU(0.2, inplace=True)]
         for cin, cout in zip(ws[:-1], ws[1:]):
             layers.append(sn(nn.Conv2d(cin, cout, 4, 2, 1, bias=norm == "spectral")))
-            if norm == "batch":
+            if use_bn:
                 layers.append(nn.BatchNorm2d(cout))
             layers.append(nn.LeakyReLU(0.2, inplace=True))
         self.features = nn.Sequential(*layers)
         feat = ws[-1] * base * base
-        self.head = sn(nn.Linear(feat, 1))
+        # The head and the projection embedding are spectrally normalised in every variant
+        # (unless norm == "none"): an unbounded projection <embed(y), phi(x)> lets the
+        # logits of a BatchNorm D run away.
+        head_sn = spectral_norm if norm != "none" else (lambda m: m)
+        self.head = head_sn(nn.Linear(feat, 1))
         # Projection discriminator: logit += <embed(y), phi(x)>.
-        self.embed = sn(nn.Embedding(num_classes, feat)) if num_classes else None
+        self.embed = head_sn(nn.Embedding(num_classes, feat)) if num_classes else None
 
     def forward(self, x: torch.Tensor, label: torch.Tensor | None = None) -> torch.Tensor:
         h = self.features(x).flatten(1)
