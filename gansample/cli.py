@@ -282,8 +282,13 @@ _COMMANDS = [_add_generate, _add_interpolate, _add_score, _add_info, _add_evalua
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    if argv[:1] == ["app"]:
+        # Everything after `app` belongs to app.py's own parser (--host, --port, --help ...).
+        args = argparse.Namespace(command="app", func=_cmd_app, args=argv[1:])
+    else:
+        args = parser.parse_args(argv)
     try:
         return args.func(args)
     except GansampleError as e:

@@ -152,3 +152,12 @@ def test_api_endpoints_with_gradio_client(app_url, sample_files):
     assert len(table["data"]) == 3 and all(isinstance(r[1], (int, float)) for r in table["data"])
     with pytest.raises(Exception, match="at most 256"):
         c.predict("fashion-mnist", "0-999", 0, 8, 1.0, "(from the seed)", "seed", "", api_name="/generate")
+
+
+def test_gansample_app_command_forwards_options():
+    exe = Path(sys.executable).parent / "gansample"
+    out = subprocess.run([str(exe), "app", "--help"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "--port" in out.stdout and "--host" in out.stdout
+    bad = subprocess.run([str(exe), "app", "--model", "/nonexistent/model"], capture_output=True, text=True,
+                         timeout=120)
+    assert bad.returncode == 2 and "--model: unknown model '/nonexistent/model'" in bad.stderr
