@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -16,7 +16,6 @@ from .session import Device, Session, resolve_device
 
 VARIANTS = ("auto", "fp32", "uint8", "fp16")  # "mix" is used through Generator.run_mix
 PSI_RANGE = (0.0, 2.0)
-ClassArg = "int | str | Sequence[int | str] | None"
 
 
 @dataclass
@@ -28,7 +27,6 @@ class SampleResult:
     latents: np.ndarray  # float32 [N, z_dim], after truncation
     labels: np.ndarray | None  # int64 [N], or None for unconditional models
     psi: float = 1.0
-    extra: dict = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.images)

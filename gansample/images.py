@@ -8,7 +8,7 @@ import tempfile
 import threading
 import warnings
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable
 
 import numpy as np
 from PIL import Image
@@ -157,11 +157,6 @@ def encode_png(image: np.ndarray, compress_level: int = 1) -> bytes:
 def save_png(image: np.ndarray, path: str | os.PathLike[str], compress_level: int = 1) -> None:
     """Write one uint8 [H, W, C] image as PNG, atomically."""
     write_bytes_atomic(path, encode_png(image, compress_level))
-
-
-def save_pngs(images: Iterable[np.ndarray], paths: Iterable[Path]) -> None:
-    for img, p in zip(images, paths):
-        save_png(img, p)
 
 
 class ParallelWriter:
