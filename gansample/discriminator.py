@@ -15,7 +15,7 @@ import numpy as np
 from . import latents as lat
 from .errors import GansampleError, bad_value
 from .generator import Generator
-from .images import IMAGE_EXTENSIONS, ImageLoadError, find_images, open_image, preprocess
+from .images import IMAGE_EXTENSIONS, ImageLoadError, find_images, is_grayscale, open_image, preprocess
 from .registry import resolve_model
 from .session import Session
 
@@ -117,7 +117,7 @@ class Discriminator:
     def load(self, path: str) -> np.ndarray:
         """One file -> uint8 [H, W, C] with the training preprocessing; ImageLoadError if unusable."""
         img = open_image(path)
-        if self.info.img_channels == 1 and img.mode not in ("1", "L", "LA", "I", "I;16", "F"):
+        if self.info.img_channels == 1 and not is_grayscale(img):
             rgb = np.asarray(img.convert("RGB"), dtype=np.int16)
             if np.abs(rgb - rgb[:, :, :1]).max() > 8:
                 raise ImageLoadError(f"wrong channel count: a colour image ({img.mode}), but the model "

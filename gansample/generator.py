@@ -157,21 +157,25 @@ class Generator:
             raise bad_value("latents", z.shape, f"shape [N, {self.info.z_dim}]")
         if self.info.conditional and labels is None:
             raise bad_value("labels", None, "this model is class-conditional and needs labels")
-        out = []
+        feeds = {"z": z.astype(np.float32, copy=False)}
+        if labels is not None:
+            feeds["label"] = np.asarray(labels, dtype=np.int64)
+        return self._run_batches(self.session, feeds)
+
+    def _run_batches(self, session: Session, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        """Run ``inputs`` (arrays with one row per image) through ``session`` in batches of
+        ``batch_size``; returns uint8 [N, H, W, C] whatever the model's output layout."""
+        n_total = len(next(iter(inputs.values())))
         bs = self.batch_size
-        for i in range(0, len(z), bs):
-            zb = z[i:i + bs]
-            yb = labels[i:i + bs] if labels is not None else None
-            n = len(zb)
-            if self.session.on_cuda and n < bs:
+        out = []
+        for i in range(0, n_total, bs):
+            feeds = {k: np.ascontiguousarray(v[i:i + bs]) for k, v in inputs.items()}
+            n = len(feeds["z"])
+            if session.on_cuda and n < bs:
                 # One fixed batch shape on the GPU: pad so kernels are not re-planned.
-                zb = np.concatenate([zb, np.zeros((bs - n, zb.shape[1]), np.float32)])
-                yb = np.concatenate([yb, np.zeros(bs - n, np.int64)]) if yb is not None else None
-            feeds = {"z": np.ascontiguousarray(zb, dtype=np.float32)}
-            if yb is not None:
-                feeds["label"] = np.ascontiguousarray(yb, dtype=np.int64)
-            y = self.session.run(feeds)[:n]
-            out.append(quantize(y) if self.info.output == FLOAT_NCHW else y)
+                feeds = {k: np.concatenate([v, np.zeros((bs - n, *v.shape[1:]), v.dtype)]) for k, v in feeds.items()}
+            y = session.run(feeds)[:n]
+            out.append(quantize(y) if session.info.output == FLOAT_NCHW else y)
         return np.concatenate(out) if out else np.zeros((0,), np.uint8)
 
     def run_mix(self, z: np.ndarray, class_weights: np.ndarray) -> np.ndarray:
@@ -182,12 +186,8 @@ class Generator:
                             "(needed to blend classes)")
         if not hasattr(self, "_mix"):
             self._mix = Session(self.files.generators["mix"], self.device, self.session_threads)
-        out = []
-        for i in range(0, len(z), self.batch_size):
-            out.append(self._mix.run({"z": np.ascontiguousarray(z[i:i + self.batch_size], dtype=np.float32),
-                                      "class_weights": np.ascontiguousarray(class_weights[i:i + self.batch_size],
-                                                                            dtype=np.float32)}))
-        return np.concatenate(out)
+        return self._run_batches(self._mix, {"z": z.astype(np.float32, copy=False),
+                                             "class_weights": class_weights.astype(np.float32, copy=False)})
 
     def sample(self, seeds: "Sequence[int] | str | None" = None, n: int | None = None, psi: float = 1.0,
                cls: "int | str | None" = None, latents: np.ndarray | None = None,

@@ -7,6 +7,7 @@ import os
 import tempfile
 import threading
 import warnings
+from collections import deque
 from pathlib import Path
 from typing import Callable
 
@@ -167,7 +168,7 @@ class ParallelWriter:
     def __init__(self, workers: int | None = None, max_pending: int = 1024) -> None:
         from concurrent.futures import ThreadPoolExecutor
         self.pool = ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 2)
-        self.pending: list = []
+        self.pending: deque = deque()
         self.max_pending = max_pending
         self.written = 0
 
@@ -178,7 +179,7 @@ class ParallelWriter:
 
     def _drain(self, keep: int) -> None:
         while len(self.pending) > keep:
-            self.pending.pop(0).result()  # re-raises a failed write
+            self.pending.popleft().result()  # re-raises a failed write
             self.written += 1
 
     def close(self) -> None:

@@ -15,7 +15,7 @@ import torch
 
 from gansample import datasets
 from gansample.errors import GansampleError, bad_value
-from gansample.images import ImageLoadError, find_images, is_grayscale, open_image, preprocess
+from gansample.images import IMAGE_EXTENSIONS, ImageLoadError, find_images, is_grayscale, open_image, preprocess
 
 from .models import SUPPORTED_RESOLUTIONS
 
@@ -54,7 +54,7 @@ def load_folder(root: Path, resolution: int, channels: int | None, labelled: boo
     files = find_images(root)
     if not files:
         raise bad_value("--data", str(root), f"the folder has no image files "
-                        f"({', '.join(e.lstrip('.') for e in ('.png', '.jpg', '.jpeg', '.webp', '.bmp'))})")
+                        f"({', '.join(e.lstrip('.') for e in IMAGE_EXTENSIONS)})")
     decoded, rels, skipped = [], [], 0
     for p in files:
         try:
