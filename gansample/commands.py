@@ -47,7 +47,8 @@ def generate(a: argparse.Namespace) -> int:
     from .generator import Generator
 
     t0 = time.perf_counter()
-    g = Generator(a.model, device=a.device, threads=a.threads, batch_size=a.batch_size)
+    g = Generator(a.model, device=a.device, threads=a.threads, batch_size=a.batch_size,
+                  spinning=a.format != "png")
     psi = g.check_psi(a.trunc)
     seeds = g.seed_list(a.seeds, a.n if a.n is not None else (None if a.seeds else 64))
     scores: dict[int, float] = {}

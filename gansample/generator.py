@@ -67,7 +67,8 @@ class Generator:
     """
 
     def __init__(self, model: str | os.PathLike[str] | None = None, device: str = "auto",
-                 variant: str = "auto", threads: int | None = None, batch_size: int = 64) -> None:
+                 variant: str = "auto", threads: int | None = None, batch_size: int = 64,
+                 spinning: bool = True) -> None:
         if variant not in VARIANTS:
             raise bad_value("variant", variant, f"valid: {', '.join(VARIANTS)}")
         if batch_size < 1:
@@ -77,8 +78,11 @@ class Generator:
             raise bad_value("--model", str(model), "a model with a generator (generator*.onnx)")
         self.device: Device = resolve_device(device)
         path = self._pick(variant)
-        self.session_threads = threads
-        self.session = Session(path, self.device, threads)
+        # spinning: onnxruntime's worker threads busy-wait between parallel sections (its
+        # default, the fastest for inference alone); `generate` turns it off while PNG
+        # encoders need the same cores.
+        self.session_threads, self.spinning = threads, spinning
+        self.session = Session(path, self.device, threads, spinning)
         self.info: ModelInfo = self.session.info
         if self.info.role != "generator":
             raise bad_value("--model", str(path), f"a generator; this model's role is {self.info.role!r}")
@@ -185,7 +189,7 @@ class Generator:
             raise bad_value("--model", self.name, "a conditional model exported with generator_mix.onnx "
                             "(needed to blend classes)")
         if not hasattr(self, "_mix"):
-            self._mix = Session(self.files.generators["mix"], self.device, self.session_threads)
+            self._mix = Session(self.files.generators["mix"], self.device, self.session_threads, self.spinning)
         return self._run_batches(self._mix, {"z": z.astype(np.float32, copy=False),
                                              "class_weights": class_weights.astype(np.float32, copy=False)})
 

@@ -38,9 +38,14 @@ def z_from_seed(seed: int, z_dim: int) -> np.ndarray:
 
 
 def latents_for_seeds(seeds: list[int] | np.ndarray, z_dim: int) -> np.ndarray:
+    """z_from_seed for many seeds. One RandomState is re-seeded per seed, which gives the
+    same numbers as a fresh RandomState(seed) at a fraction of the cost (constructing
+    one takes ~150 us, re-seeding ~4 us: that was a tenth of the sampling time)."""
     out = np.empty((len(seeds), z_dim), dtype=np.float32)
+    rs = np.random.RandomState()
     for i, s in enumerate(seeds):
-        out[i] = z_from_seed(int(s), z_dim)
+        rs.seed(int(s))
+        out[i] = rs.randn(z_dim)
     return out
 
 

@@ -38,6 +38,14 @@ def test_seed_rule_is_stylegans():
     np.testing.assert_array_equal(z_from_seed(42, 5), np.random.RandomState(42).randn(5).astype(np.float32))
 
 
+def test_latents_for_seeds_equals_a_fresh_randomstate_per_seed():
+    from gansample.latents import latents_for_seeds
+    seeds = [0, 1, 5, 123456, 2**31, 2**32 - 1, 7]
+    z = latents_for_seeds(seeds, 32)
+    for row, s in zip(z, seeds):
+        assert np.array_equal(row, np.random.RandomState(s).randn(32).astype(np.float32))
+
+
 def test_same_seed_same_bytes_at_any_batch_size(tiny_model):
     ref = None
     for bs in (1, 5, 64):

@@ -7,6 +7,9 @@ exported/<name>/
   generator_mix.onnx    conditional models: z + class_weights [B, K] -> uint8 NHWC (class blends)
   discriminator.onnx    float32 NCHW in [-1, 1] (+label) -> raw logits [B]
 BatchNorm is folded into the preceding layer before export, spectral norm is baked in.
+The float, uint8 and mix generators are exported from the same function rewritten for
+onnxruntime's fast CPU kernels (training/fastgraph.py); the fp16 one keeps the plain
+transposed convolutions that GPU libraries run well.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from gansample.errors import GansampleError, bad_value
 from gansample.images import atomic_write
 
 from . import checkpoint as ckpt
+from .fastgraph import PhaseGenerator
 from .models import Discriminator, Generator
 
 PARITY_TOL = 1e-4
@@ -103,7 +107,7 @@ class Uint8Output(nn.Module):
 class MixOutput(nn.Module):
     """z + class_weights [B, num_classes] -> uint8 NHWC: for interpolating between classes."""
 
-    def __init__(self, g: Generator) -> None:
+    def __init__(self, g: Generator | PhaseGenerator) -> None:
         super().__init__()
         self.g = g
 
@@ -194,6 +198,7 @@ def _export_models(G: Generator, D: Discriminator, state: dict[str, Any], outdir
     G.eval()
     D.eval()
     g = fold_generator(G)
+    fast = PhaseGenerator(g).eval()
     d = bake_discriminator(D)
     ga = state["g_args"]
     ncls, zdim = ga["num_classes"], ga["z_dim"]
@@ -222,17 +227,17 @@ def _export_models(G: Generator, D: Discriminator, state: dict[str, Any], outdir
 
     with torch.no_grad():
         ref = G(*g_args).numpy()
-        p = emit(g, g_args, g_names, "images", "generator.onnx", base)
+        p = emit(fast, g_args, g_names, "images", "generator.onnx", base)
         diff = float(np.abs(_ort_run(p, feeds) - ref).max())
         report["generator_max_abs_diff"] = diff
         if not diff <= PARITY_TOL:
             raise GansampleError(f"export parity check failed: generator.onnx differs from PyTorch by "
                                  f"{diff:.3g} (tolerance {PARITY_TOL})")
-        emit(Uint8Output(g), g_args, g_names, "images", "generator_uint8.onnx",
+        emit(Uint8Output(fast), g_args, g_names, "images", "generator_uint8.onnx",
              md.ModelInfo(**{**base.__dict__, "output": md.UINT8_NHWC, "variant": "uint8"}))
         if ncls:
             onehot = torch.nn.functional.one_hot(y, ncls).float()
-            emit(MixOutput(g), (z, onehot), ["z", "class_weights"], "images", "generator_mix.onnx",
+            emit(MixOutput(fast), (z, onehot), ["z", "class_weights"], "images", "generator_mix.onnx",
                  md.ModelInfo(**{**base.__dict__, "output": md.UINT8_NHWC, "variant": "mix"}))
         if fp16:
             emit(Uint8Output(copy.deepcopy(g).half(), half=True), g_args, g_names, "images",

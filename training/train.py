@@ -144,6 +144,10 @@ class Trainer:
                            num_classes=ncls, width=cfg.g_width)
         self.d_args = dict(resolution=data.resolution, channels=data.channels, num_classes=ncls,
                            width=cfg.d_width, recipe=cfg.recipe, norm=cfg.d_norm)
+        if state is not None:
+            # A resumed run keeps the nets its checkpoint was made with, even when a config
+            # default has changed since (older checkpoints predate some fields).
+            self.g_args, self.d_args = dict(state["g_args"]), dict(state["d_args"])
         self.G = Generator(**self.g_args).to(self.device)
         self.D = Discriminator(**self.d_args).to(self.device)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
