@@ -115,8 +115,11 @@ def make_model(name: str, g_args: dict, workdir: Path) -> dict:
     z = torch.randn(2, g_args["z_dim"])
     args = (z, torch.zeros(2, dtype=torch.long)) if g_args["num_classes"] else (z,)
     names = ["z", "label"] if g_args["num_classes"] else ["z"]
+    from gansample import metadata as md
     with torch.no_grad():
-        onnx.save(_to_onnx(Uint8Output(fold_generator(G.eval())), args, names, "images"), folder / "plain.onnx")
+        plain = _to_onnx(Uint8Output(fold_generator(G.eval())), args, names, "images")
+    md.write(plain, md.read_onnx(onnx.load(folder / "onnx" / "generator_uint8.onnx")))
+    onnx.save(plain, folder / "plain.onnx")
     return {"name": name, "checkpoint": str(path), "onnx": folder / "onnx", "plain": folder / "plain.onnx", **g_args}
 
 
