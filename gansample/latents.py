@@ -34,7 +34,7 @@ def parse_seeds(text: str, arg: str = "--seeds") -> list[int]:
 def z_from_seed(seed: int, z_dim: int) -> np.ndarray:
     """The seed rule (StyleGAN's): one RandomState per seed, so a latent depends on the
     seed alone, never on batch size or position."""
-    return np.random.RandomState(seed).randn(z_dim).astype(np.float32)
+    return latents_for_seeds([seed], z_dim)[0]
 
 
 def latents_for_seeds(seeds: list[int] | np.ndarray, z_dim: int) -> np.ndarray:
