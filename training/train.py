@@ -140,14 +140,15 @@ class Trainer:
             torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed)
         ncls = len(data.class_names) if cfg.conditional else 0
-        self.g_args = dict(z_dim=cfg.z_dim, resolution=data.resolution, channels=data.channels,
-                           num_classes=ncls, width=cfg.g_width)
-        self.d_args = dict(resolution=data.resolution, channels=data.channels, num_classes=ncls,
-                           width=cfg.d_width, recipe=cfg.recipe, norm=cfg.d_norm)
         if state is not None:
             # A resumed run keeps the nets its checkpoint was made with, even when a config
             # default has changed since (older checkpoints predate some fields).
             self.g_args, self.d_args = dict(state["g_args"]), dict(state["d_args"])
+        else:
+            self.g_args = dict(z_dim=cfg.z_dim, resolution=data.resolution, channels=data.channels,
+                               num_classes=ncls, width=cfg.g_width)
+            self.d_args = dict(resolution=data.resolution, channels=data.channels, num_classes=ncls,
+                               width=cfg.d_width, recipe=cfg.recipe, norm=cfg.d_norm)
         self.G = Generator(**self.g_args).to(self.device)
         self.D = Discriminator(**self.d_args).to(self.device)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
