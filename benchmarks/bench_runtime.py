@@ -109,18 +109,24 @@ def make_model(name: str, g_args: dict, workdir: Path) -> dict:
                "config": {}, "class_names": [str(i) for i in range(g_args["num_classes"])], "dataset": name},
               path)
     export_checkpoint(str(path), folder / "onnx", name=name)
-    # The same weights without the graph rewrite of training/fastgraph.py, for comparison.
-    from training.export import Uint8Output, _to_onnx, fold_generator
+    plain = export_plain(G, folder / "onnx" / "generator_uint8.onnx", folder / "plain.onnx")
+    return {"name": name, "checkpoint": str(path), "onnx": folder / "onnx", "plain": plain, **g_args}
+
+
+def export_plain(G, exported_uint8: Path, out: Path) -> Path:
+    """The same weights as ``exported_uint8`` without the graph rewrite of
+    training/fastgraph.py (plain ConvTranspose nodes), with the same metadata."""
     import onnx
-    z = torch.randn(2, g_args["z_dim"])
-    args = (z, torch.zeros(2, dtype=torch.long)) if g_args["num_classes"] else (z,)
-    names = ["z", "label"] if g_args["num_classes"] else ["z"]
+    import torch
     from gansample import metadata as md
+    from training.export import Uint8Output, _to_onnx, fold_generator, generator_inputs
+    z = torch.randn(2, G.z_dim)
+    args, names = generator_inputs(z, torch.zeros(2, dtype=torch.long) if G.num_classes else None)
     with torch.no_grad():
-        plain = _to_onnx(Uint8Output(fold_generator(G.eval())), args, names, "images")
-    md.write(plain, md.read_onnx(onnx.load(folder / "onnx" / "generator_uint8.onnx")))
-    onnx.save(plain, folder / "plain.onnx")
-    return {"name": name, "checkpoint": str(path), "onnx": folder / "onnx", "plain": folder / "plain.onnx", **g_args}
+        model = _to_onnx(Uint8Output(fold_generator(G.eval())), args, names, "images")
+    md.write(model, md.read_onnx(onnx.load(exported_uint8)))
+    onnx.save(model, out)
+    return out
 
 
 def bundled_args() -> dict:

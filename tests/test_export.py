@@ -104,7 +104,7 @@ def test_phase_generator_matches_the_generator(resolution, channels, ncls):
     """The export-time rewrite (MatMul + overlap-add, sub-pixel convs, output conv on the
     phase representation) computes the same function as the trained net, in PyTorch and
     after export to ONNX, for every depth of the architecture."""
-    from training.export import Uint8Output, _to_onnx, fold_generator
+    from training.export import Uint8Output, _to_onnx, fold_generator, generator_inputs
     from training.fastgraph import PhaseGenerator
     from training.models import Generator as TorchG
 
@@ -127,9 +127,7 @@ def test_phase_generator_matches_the_generator(resolution, channels, ncls):
         if ncls:
             w = torch.softmax(torch.randn(6, ncls), 1)
             assert float((fast.forward_mix(z, w) - G.forward_mix(z, w)).abs().max()) < 1e-5
-        args = (z, y) if ncls else (z,)
-        names = ["z", "label"] if ncls else ["z"]
-        model = _to_onnx(Uint8Output(fast), args, names, "images")
+        model = _to_onnx(Uint8Output(fast), *generator_inputs(z, y), "images")
     feeds = {"z": z.numpy(), **({"label": y.numpy()} if ncls else {})}
     out = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
     expect = quantize(ref.numpy())

@@ -117,6 +117,12 @@ class MixOutput(nn.Module):
 
 
 # --- export ------------------------------------------------------------------------------
+def generator_inputs(z: torch.Tensor, label: torch.Tensor | None) -> tuple[tuple[torch.Tensor, ...], list[str]]:
+    """Example inputs and their ONNX names for exporting a generator: a label input only
+    for class-conditional models (the model contract in docs/model-format.md)."""
+    return ((z, label), ["z", "label"]) if label is not None else ((z,), ["z"])
+
+
 def _to_onnx(module: nn.Module, args: tuple[torch.Tensor, ...], names: list[str], output: str) -> Any:
     import onnx
     batch = torch.export.Dim("batch", min=1, max=1 << 20)
@@ -211,8 +217,7 @@ def _export_models(G: Generator, D: Discriminator, state: dict[str, Any], outdir
     gen = torch.Generator().manual_seed(1234)
     z = torch.randn(parity_batch, zdim, generator=gen)
     y = torch.randint(0, max(ncls, 1), (parity_batch,), generator=gen)
-    g_args: tuple[torch.Tensor, ...] = (z, y) if ncls else (z,)
-    g_names = ["z", "label"] if ncls else ["z"]
+    g_args, g_names = generator_inputs(z, y if ncls else None)
     feeds = {"z": z.numpy(), **({"label": y.numpy()} if ncls else {})}
     report: dict[str, Any] = {"files": {}}
 
