@@ -193,3 +193,33 @@ def test_periodic_evaluation_keeps_best_checkpoint(tmp_path):
     assert len(evals) == 2 and all(e["n_fake"] == 60 and e["frechet_distance"] > 0 for e in evals)
     best = torch.load(run / "checkpoint-best.pt", weights_only=True)["best"]
     assert best["frechet_distance"] == min(e["frechet_distance"] for e in evals)
+
+
+def test_ema_generator_is_saved_with_its_own_batchnorm_statistics(tiny_run):
+    """G_ema's BatchNorm running statistics must describe G_ema's own activations (standing
+    statistics), not those of the trained G that the EMA copies buffers from each step."""
+    from training import checkpoint as ckpt
+    from training.models import Generator
+    state = ckpt.load(str(tiny_run))
+    G = Generator(**state["g_args"])
+    G.load_state_dict(state["G_ema"])
+    G.eval()
+    norms = [m for m in G.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    seen: dict[torch.nn.Module, torch.Tensor] = {}
+    hooks = [m.register_forward_hook(lambda m, inp, out: seen.__setitem__(m, inp[0])) for m in norms]
+    g = torch.Generator().manual_seed(99)  # other latents than the ones the stats came from
+    z = torch.randn(20_000, G.z_dim, generator=g)
+    y = torch.randint(0, G.num_classes, (20_000,), generator=g)
+    with torch.no_grad():
+        G(z, y)
+    for h in hooks:
+        h.remove()
+    g_stats = {k: v for k, v in state["G"].items() if k.endswith("running_mean")}
+    for (name, m), g_mean in zip(((n, m) for n, m in G.named_modules() if m in seen), g_stats.values()):
+        x = seen[m]
+        mean, var = x.mean(dim=(0, 2, 3)), x.var(dim=(0, 2, 3))
+        std = var.sqrt().clamp_min(1e-3)
+        assert ((m.running_mean - mean).abs() / std).max() < 0.05, name
+        assert ((m.running_var - var).abs() / var.clamp_min(1e-6)).max() < 0.1, name
+        # The trained G's statistics are not what was saved with the EMA weights.
+        assert not torch.equal(m.running_mean, g_mean), name

@@ -29,7 +29,7 @@ from gansample.latents import labels_for_seeds, latents_for_seeds
 from . import checkpoint as ckpt
 from .config import RESUMABLE, TrainConfig, dcgan_recipe
 from .data import BatchSchedule, ImageData, load_dataset
-from .models import Discriminator, Generator
+from .models import Discriminator, Generator, standing_stats
 
 GRID_SEEDS = 64
 
@@ -168,6 +168,7 @@ class Trainer:
         self.grid_z = torch.from_numpy(latents_for_seeds(range(GRID_SEEDS), cfg.z_dim)).to(self.device)
         self.grid_y = torch.from_numpy(labels_for_seeds(range(GRID_SEEDS), ncls)).to(self.device) if ncls else None
         self.evaluate: Callable[[Trainer], dict[str, float]] | None = None
+        self._stats_step: int | None = None  # step at which G_ema's BatchNorm stats were last recomputed
 
     # --- state ---------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
@@ -197,6 +198,7 @@ class Trainer:
             torch.cuda.set_rng_state_all(s["rng"]["cuda"])
 
     def save_checkpoint(self) -> Path:
+        self.refresh_ema_stats()
         path = self.run_dir / ckpt.checkpoint_name(self.step + self.d_step)
         ckpt.save(self.state(), path)
         keep = {path.name} | ({self.best["file"]} if self.best else set())
@@ -297,8 +299,16 @@ class Trainer:
         for be, b in zip(self.G_ema.buffers(), self.G.buffers()):
             be.copy_(b)
 
+    def refresh_ema_stats(self) -> None:
+        """Give G_ema BatchNorm statistics of its own before it is used or saved; the copy
+        of G's that `_update_ema` keeps is only a placeholder between refreshes."""
+        if self._stats_step != self.step:
+            standing_stats(self.G_ema, self.device, seed=self.cfg.seed)
+            self._stats_step = self.step
+
     @torch.no_grad()
     def sample_grid(self) -> Path:
+        self.refresh_ema_stats()
         imgs = self.G_ema(self.grid_z, self.grid_y)
         u8 = ((imgs.float().clamp(-1, 1) + 1) * 127.5 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
         path = self.run_dir / f"samples-{self.step:08d}.png"
@@ -341,6 +351,7 @@ class Trainer:
 
     def _finetune_d(self, log: Any, progress: bool) -> None:
         cfg = self.cfg
+        self.refresh_ema_stats()  # D learns against the G that gets exported
         bar = tqdm(total=cfg.d_finetune_steps, initial=self.d_step, disable=not progress, unit="step",
                    dynamic_ncols=True, desc="D fine-tune")
         while self.d_step < cfg.d_finetune_steps:
@@ -358,6 +369,7 @@ class Trainer:
 
     def _evaluate(self, log: Any) -> None:
         assert self.evaluate is not None
+        self.refresh_ema_stats()
         metrics = self.evaluate(self)
         log.write(json.dumps({"step": self.step, "eval": metrics}) + "\n")
         fd = metrics["frechet_distance"]
