@@ -14,7 +14,7 @@ import numpy as np
 
 from .errors import GansampleError
 from .generator import class_index
-from .images import ParallelWriter, atomic_write, ensure_outdir, make_grid, save_png
+from .images import PngWriter, atomic_write, ensure_outdir, make_grid, save_png
 
 GRID_MAX = 256  # grid.png shows at most this many images
 
@@ -41,12 +41,17 @@ def _save_npz(path: Path, **arrays: np.ndarray) -> None:
 
 
 def generate(a: argparse.Namespace) -> int:
+    t0 = time.perf_counter()
+    with PngWriter(a.workers if a.format == "png" else 0) as writer:
+        return _generate(a, writer, t0)
+
+
+def _generate(a: argparse.Namespace, writer: PngWriter, t0: float) -> int:
     from tqdm import tqdm
 
     from .cli import _note_device
     from .generator import Generator
 
-    t0 = time.perf_counter()
     g = Generator(a.model, device=a.device, threads=a.threads, batch_size=a.batch_size,
                   spinning=a.format != "png")
     psi = g.check_psi(a.trunc)
@@ -71,19 +76,18 @@ def generate(a: argparse.Namespace) -> int:
     keep_all = a.format == "npz"
     all_imgs, all_z, all_y = [], [], []
     bar = tqdm(total=len(todo), unit="img", disable=a.quiet or len(todo) < 512, file=sys.stderr)
-    with ParallelWriter(a.workers) as writer:
-        for res in g.iter_samples(seeds=todo, psi=psi, cls=a.cls):
-            if a.format == "png":
-                for img, s in zip(res.images, res.seeds or []):
-                    writer.submit(save_png, img, outdir / seed_filename(s))
-            if len(grid_imgs) < GRID_MAX:
-                grid_imgs.extend(res.images[: GRID_MAX - len(grid_imgs)])
-            if keep_all:
-                all_imgs.append(res.images)
-                all_z.append(res.latents)
-                if res.labels is not None:
-                    all_y.append(res.labels)
-            bar.update(len(res))
+    for res in g.iter_samples(seeds=todo, psi=psi, cls=a.cls):
+        if a.format == "png":
+            writer.write(res.images, [outdir / seed_filename(s) for s in res.seeds or []])
+        if len(grid_imgs) < GRID_MAX:
+            grid_imgs.extend(res.images[: GRID_MAX - len(grid_imgs)])
+        if keep_all:
+            all_imgs.append(res.images)
+            all_z.append(res.latents)
+            if res.labels is not None:
+                all_y.append(res.labels)
+        bar.update(len(res))
+    writer.close()  # every PNG is in place before the grid and the manifest name them
     bar.close()
     if a.format in ("png", "grid") and grid_imgs:
         save_png(make_grid(np.stack(grid_imgs)), outdir / "grid.png", compress_level=6)

@@ -160,35 +160,45 @@ def save_png(image: np.ndarray, path: str | os.PathLike[str], compress_level: in
     write_bytes_atomic(path, encode_png(image, compress_level))
 
 
-class ParallelWriter:
-    """Encode and write images on a pool of threads (Pillow's encoders release the GIL)
-    while the caller keeps running inference. At most ``max_pending`` writes are queued,
-    so memory stays flat however many images pass through."""
+def save_pngs(images: "np.ndarray | list[np.ndarray]", paths: "list[str] | list[Path]",
+              compress_level: int = 1) -> None:
+    """Write a batch of uint8 [H, W, C] images as PNG files, each atomically."""
+    for image, path in zip(images, paths):
+        save_png(image, path, compress_level)
 
-    def __init__(self, workers: int | None = None, max_pending: int = 1024) -> None:
+
+class PngWriter:
+    """Encode and write PNG files on worker threads while the caller runs inference
+    (onnxruntime releases the GIL while it runs; Pillow's encoder and the file system
+    calls release it too). One task per batch keeps the hand-off cost per image small,
+    and at most ``max_pending`` batches are in flight, so memory stays flat however many
+    images pass through. ``workers=0`` writes in the calling thread.
+    """
+
+    def __init__(self, workers: int | None = None, max_pending: int = 8) -> None:
         from concurrent.futures import ThreadPoolExecutor
-        self.pool = ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 2)
+        self.pool = ThreadPoolExecutor(workers or os.cpu_count() or 2) if workers != 0 else None
         self.pending: deque = deque()
         self.max_pending = max_pending
-        self.written = 0
 
-    def submit(self, fn: Callable[..., None], *args: object) -> None:
-        self.pending.append(self.pool.submit(fn, *args))
-        if len(self.pending) >= self.max_pending:
-            self._drain(self.max_pending // 2)
-
-    def _drain(self, keep: int) -> None:
-        while len(self.pending) > keep:
+    def write(self, images: np.ndarray, paths: "list[Path]") -> None:
+        if self.pool is None:
+            save_pngs(images, paths)
+            return
+        self.pending.append(self.pool.submit(save_pngs, images, paths))
+        while len(self.pending) > self.max_pending:
             self.pending.popleft().result()  # re-raises a failed write
-            self.written += 1
 
     def close(self) -> None:
+        if self.pool is None:
+            return
         try:
-            self._drain(0)
+            while self.pending:
+                self.pending.popleft().result()
         finally:
             self.pool.shutdown(wait=True)
 
-    def __enter__(self) -> "ParallelWriter":
+    def __enter__(self) -> "PngWriter":
         return self
 
     def __exit__(self, *exc: object) -> None:
