@@ -101,8 +101,8 @@ def test_export_bad_input(tmp_path, tiny_run, capsys):
 
 @pytest.mark.parametrize("resolution,channels,ncls", [(28, 1, 3), (32, 3, 0), (64, 3, 2)])
 def test_phase_generator_matches_the_generator(resolution, channels, ncls):
-    """The export-time rewrite (MatMul + overlap-add, sub-pixel convs, output conv on the
-    phase representation) computes the same function as the trained net, in PyTorch and
+    """The export-time rewrite (MatMul + overlap-add, 2x2 frame convs, output conv on the
+    frame) computes the same function as the trained net, in PyTorch and
     after export to ONNX, for every depth of the architecture."""
     from training.export import Uint8Output, _to_onnx, fold_generator, generator_inputs
     from training.fastgraph import PhaseGenerator

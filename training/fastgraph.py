@@ -9,14 +9,19 @@ the operators onnxruntime is fast at (profiled per node, see docs/benchmarks.md)
 * the first transposed conv (on the small map the linear layer makes) as one batched
   MatMul per pixel, [N*H*W, cin] x [cin, 4*4*cout], followed by its overlap-add written
   as shifted slices and adds, all in NHWC;
-* the last transposed conv as its sub-pixel equivalent: a 3x3 convolution to
-  4*cout channels, one group of cout per output phase (a, b), where output pixel
-  (2m+a, 2n+b) is phase (a, b) at (m, n) -- no interleaving at full resolution;
-* the output convolution evaluated directly on that phase representation, as a MatMul
-  to (3x3 taps x 4 phases x channels) followed by shifted adds, so the only
-  full-resolution shuffle left is of the final 1- or 3-channel image.
+* the last transposed conv as one 2x2 convolution (padding 1) to 4*cout channels on
+  an (H+1) x (W+1) "frame": channel group (a, b) holds output phase (a, b), where output
+  pixel (2m+a, 2n+b) is frame pixel (m+a, n+b) of group (a, b). Each phase uses exactly
+  its 2x2 kernel taps, so no multiply-adds are wasted (a 3x3 sub-pixel conv wastes 5 of
+  9), and nothing is interleaved at full resolution;
+* the output convolution evaluated directly on that frame: every 3x3 tap of it reads
+  frame offset 0 or 1 in each direction, so it is a MatMul over the channels to
+  (2x2 offsets x 4 output phases x channels) followed by four shifted adds, and the
+  only full-resolution shuffle left is of the final 1- or 3-channel image.
 
-Transposed convs in between (64 px and larger models) are kept as they are. The
+Transposed convs in between (64 px and larger models) use the same 2x2 frame
+convolution, followed by slicing each phase out of the frame and interleaving the
+phases into the next layer's NCHW input (onnxruntime's ConvTranspose is slower). The
 result matches the folded generator to float rounding (the export parity check
 compares it against PyTorch).
 """
@@ -53,42 +58,61 @@ def _overlap_add(y: torch.Tensor, axis: int, tap_axis: int) -> torch.Tensor:
     return torch.stack(phases, axis + 1)
 
 
-def _sum_taps(z: torch.Tensor, axis: int, tap_axis: int) -> torch.Tensor:
-    """sum over t in 0..2 of z[..., m + t - 1, ..., t, ...]: a 3-tap conv along ``axis``."""
-    return (_shift(z.select(tap_axis, 0), -1, axis) + z.select(tap_axis, 1)
-            + _shift(z.select(tap_axis, 2), 1, axis))
-
-
-def subpixel_weights(ct: nn.ConvTranspose2d) -> tuple[torch.Tensor, torch.Tensor]:
-    """A 4x4 stride-2 padding-1 ConvTranspose2d as a 3x3 padding-1 Conv2d with 4*cout
-    outputs ordered (a, b, cout): output channel group (a, b) is phase (a, b)."""
+def frame_conv_weights(ct: nn.ConvTranspose2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """A 4x4 stride-2 padding-1 ConvTranspose2d as a 2x2 padding-1 Conv2d with 4*cout
+    outputs ordered (a, b, cout). Phase a takes input rows m + d for the (d, k) in
+    _TAPS[a], d in {a-1, a}; the conv's output row m + a covers input rows m+a-1, m+a."""
     w = ct.weight  # [cin, cout, 4, 4]
     cin, cout = w.shape[:2]
-    k = torch.zeros(2, 2, cout, cin, 3, 3, dtype=w.dtype)
+    k = torch.zeros(2, 2, cout, cin, 2, 2, dtype=w.dtype)
     for a in (0, 1):
         for b in (0, 1):
             for dr, kr in _TAPS[a]:
                 for dc, kc in _TAPS[b]:
-                    k[a, b, :, :, dr + 1, dc + 1] = w[:, :, kr, kc].t()
+                    k[a, b, :, :, dr - a + 1, dc - b + 1] = w[:, :, kr, kc].t()
     bias = ct.bias if ct.bias is not None else torch.zeros(cout, dtype=w.dtype)
-    return k.reshape(4 * cout, cin, 3, 3), bias.repeat(4)
+    return k.reshape(4 * cout, cin, 2, 2), bias.repeat(4)
 
 
-def phase_conv_weights(conv: nn.Conv2d, cin: int) -> torch.Tensor:
-    """A 3x3 padding-1 conv on a 2x upsampled map, as per-tap weights on the map's phase
-    representation: [(a, b, cin), (dr, dc, a', b', cout)] for a MatMul followed by
-    _sum_taps over (dr, dc) in 0..2 (offsets -1..1 on the half-resolution grid)."""
+def _interleave(f: torch.Tensor) -> torch.Tensor:
+    """Frame [n, (a, b, c), H+1, W+1] -> image [n, c, 2H, 2W] with pixel (2m+a, 2n+b) =
+    frame pixel (m+a, n+b) of group (a, b); the row and column each group has left over
+    are dropped."""
+    n, c4, h1, w1 = f.shape
+    c, h, w = c4 // 4, h1 - 1, w1 - 1
+    f = f.view(n, 2, 2, c, h1, w1)
+    rows = [torch.stack([f[:, a, b, :, a:a + h, b:b + w] for b in (0, 1)], dim=-1) for a in (0, 1)]
+    return torch.stack(rows, dim=3).reshape(n, c, 2 * h, 2 * w)  # [n, c, h, (a), w, (b)]
+
+
+def frame_mask(h: int, w: int) -> torch.Tensor:
+    """[2, 2, 1, h+1, w+1]: 1 where frame group (a, b) holds a phase pixel, 0 on the row and
+    column each group has left over (they stand for the zero padding of the output conv)."""
+    mask = torch.ones(2, 2, 1, h + 1, w + 1)
+    mask[0, :, :, h, :] = 0
+    mask[1, :, :, 0, :] = 0
+    mask[:, 0, :, :, w] = 0
+    mask[:, 1, :, :, 0] = 0
+    return mask
+
+
+def frame_output_weights(conv: nn.Conv2d, cin: int) -> torch.Tensor:
+    """A 3x3 padding-1 conv on the 2x upsampled map, as weights on the frame:
+    [(fr, fc, ao, bo, cout), (a, b, cin)] for a MatMul over the frame's channels followed
+    by out[(ao, bo, cout), m, n] = sum over (fr, fc) in {0, 1}^2 of t[(fr, fc, ...), m+fr, n+fc].
+    Tap r of output phase ao reads upsampled row 2m + ao + r = 2(m + e) + a with
+    a = (ao + r) % 2, e = (ao + r) // 2, which is frame row m + e + a: offset fr = e + a."""
     w = conv.weight  # [cout, cin, 3, 3]
     cout = w.shape[0]
-    k = torch.zeros(2, 2, cin, 3, 3, 2, 2, cout, dtype=w.dtype)
+    k = torch.zeros(2, 2, 2, 2, cout, 2, 2, cin, dtype=w.dtype)
     for ao in (0, 1):
         for bo in (0, 1):
             for r in (-1, 0, 1):
                 for c in (-1, 0, 1):
-                    a, er = (ao + r) % 2, (ao + r) // 2
-                    b, ec = (bo + c) % 2, (bo + c) // 2
-                    k[a, b, :, er + 1, ec + 1, ao, bo, :] += w[:, :, r + 1, c + 1].t()
-    return k.reshape(4 * cin, 9 * 4 * cout)
+                    a, b = (ao + r) % 2, (bo + c) % 2
+                    fr, fc = (ao + r) // 2 + a, (bo + c) // 2 + b
+                    k[fr, fc, ao, bo, :, a, b, :] += w[:, :, r + 1, c + 1]
+    return k.reshape(16 * cout, 4 * cin)
 
 
 class PhaseGenerator(nn.Module):
@@ -117,17 +141,27 @@ class PhaseGenerator(nn.Module):
         # [cin, cout, kr, kc] -> [cin, (kr, kc, cout)]
         self.w1 = nn.Parameter(first.weight.detach().permute(0, 2, 3, 1).reshape(first.in_channels, -1))
         self.b1 = nn.Parameter(first.bias.detach().clone())
-        self.middle = nn.ModuleList(convts[1:-1])
+        self.middle = nn.ModuleList()
+        for ct in convts[1:-1]:
+            conv = nn.Conv2d(ct.in_channels, 4 * ct.out_channels, 2, 1, 1)
+            with torch.no_grad():
+                w, b = frame_conv_weights(ct)
+                conv.weight.copy_(w)
+                conv.bias.copy_(b)
+            self.middle.append(conv)
         last = convts[-1]
-        w, b = subpixel_weights(last)
-        self.last = nn.Conv2d(last.in_channels, 4 * last.out_channels, 3, 1, 1)
+        w, b = frame_conv_weights(last)
+        self.c_last = last.out_channels
+        self.last = nn.Conv2d(last.in_channels, 4 * last.out_channels, 2, 1, 1)
         with torch.no_grad():
             self.last.weight.copy_(w)
             self.last.bias.copy_(b)
+        self.half = g.args["resolution"] // 2  # H and W of the frame's phases
+        self.register_buffer("mask", frame_mask(self.half, self.half))
         out_conv: nn.Conv2d = g.to_img[0]
         self.channels = out_conv.out_channels
-        self.w_out = nn.Parameter(phase_conv_weights(out_conv, last.out_channels).detach())
-        self.b_out = nn.Parameter(out_conv.bias.detach().repeat(4))
+        self.w_out = nn.Parameter(frame_output_weights(out_conv, last.out_channels).detach())
+        self.b_out = nn.Parameter(out_conv.bias.detach().repeat(4).view(-1, 1, 1))
         for p in self.parameters():
             p.requires_grad_(False)
 
@@ -147,13 +181,14 @@ class PhaseGenerator(nn.Module):
         y = (x @ self.w1).view(n, s, s, 4, 4, self.c1)
         y = _overlap_add(_overlap_add(y, 1, 3), 3, 4)  # [n, s, 2, s, 2, c1]
         x = F.relu(y.reshape(n, 2 * s, 2 * s, self.c1) + self.b1).permute(0, 3, 1, 2)
-        for m in self.middle:
-            x = F.relu(m(x))
-        # Last transposed conv as a sub-pixel conv: [n, (a, b, c), H, W], H = half the output.
-        x = F.relu(self.last(x)).permute(0, 2, 3, 1)
-        hh, ww = x.shape[1], x.shape[2]
-        # Output conv on the phase representation: taps by MatMul, then shifted sums.
-        t = (x @ self.w_out).view(n, hh, ww, 3, 3, 4 * self.channels)
-        o = torch.tanh(_sum_taps(_sum_taps(t, 1, 3), 2, 3) + self.b_out)  # [n, H, W, (a, b, c)]
-        o = o.view(n, hh, ww, 2, 2, self.channels).permute(0, 5, 1, 3, 2, 4)
-        return o.reshape(n, self.channels, 2 * hh, 2 * ww)
+        for conv in self.middle:
+            x = _interleave(F.relu(conv(x)))
+        # Last transposed conv onto the frame: [n, (a, b, c), H+1, W+1], H = half the output.
+        h, c, ch = self.half, self.c_last, self.channels
+        f = F.relu(self.last(x)).view(n, 2, 2, c, h + 1, h + 1) * self.mask
+        # Output conv on the frame: a MatMul over channels, then four shifted adds.
+        t = torch.matmul(self.w_out, f.view(n, 4 * c, (h + 1) ** 2)).view(n, 2, 2, 4 * ch, h + 1, h + 1)
+        o = t[:, 0, 0, :, :h, :h] + t[:, 0, 1, :, :h, 1:] + t[:, 1, 0, :, 1:, :h] + t[:, 1, 1, :, 1:, 1:]
+        o = torch.tanh(o + self.b_out)  # [n, (ao, bo, ch), H, W]
+        o = o.view(n, 2, 2, ch, h, h).permute(0, 3, 4, 1, 5, 2)
+        return o.reshape(n, ch, 2 * h, 2 * h)
