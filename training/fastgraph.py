@@ -6,23 +6,19 @@ third of the speed of its NCHWc convolutions; the final 3x3 convolution to 1 or 
 channels wastes most of an NCHWc block. This module computes the same function with
 the operators onnxruntime is fast at (profiled per node, see docs/benchmarks.md):
 
-* the first transposed conv (on the small map the linear layer makes) as one batched
-  MatMul per pixel, [N*H*W, cin] x [cin, 4*4*cout], followed by its overlap-add written
-  as shifted slices and adds, all in NHWC;
-* the last transposed conv as one 2x2 convolution (padding 1) to 4*cout channels on
-  an (H+1) x (W+1) "frame": channel group (a, b) holds output phase (a, b), where output
+* every transposed conv as one 2x2 convolution (padding 1) to 4*cout channels on an
+  (H+1) x (W+1) "frame": channel group (a, b) holds output phase (a, b), and output
   pixel (2m+a, 2n+b) is frame pixel (m+a, n+b) of group (a, b). Each phase uses exactly
-  its 2x2 kernel taps, so no multiply-adds are wasted (a 3x3 sub-pixel conv wastes 5 of
-  9), and nothing is interleaved at full resolution;
-* the output convolution evaluated directly on that frame: every 3x3 tap of it reads
-  frame offset 0 or 1 in each direction, so it is a MatMul over the channels to
-  (2x2 offsets x 4 output phases x channels) followed by four shifted adds, and the
+  its own 2x2 of the 4x4 kernel taps (a 3x3 sub-pixel conv would spend 5 of 9
+  multiply-adds on zeros);
+* between layers, the phases are sliced out of the frame and interleaved into the next
+  layer's NCHW input;
+* after the last one, the output convolution is evaluated on the frame itself: every
+  3x3 tap of it reads frame offset 0 or 1 in each direction, so it is a MatMul over the
+  channels to (2x2 offsets x 4 output phases x channels) and four shifted adds, and the
   only full-resolution shuffle left is of the final 1- or 3-channel image.
 
-Transposed convs in between (64 px and larger models) use the same 2x2 frame
-convolution, followed by slicing each phase out of the frame and interleaving the
-phases into the next layer's NCHW input (onnxruntime's ConvTranspose is slower). The
-result matches the folded generator to float rounding (the export parity check
+The result matches the folded generator to float rounding (the export parity check
 compares it against PyTorch).
 """
 
@@ -39,25 +35,6 @@ from .models import Generator
 _TAPS = {0: ((-1, 3), (0, 1)), 1: ((0, 2), (1, 0))}
 
 
-def _shift(x: torch.Tensor, d: int, axis: int) -> torch.Tensor:
-    """out[..., m, ...] = x[..., m + d, ...] along ``axis``, zero where m + d is outside."""
-    if d == 0:
-        return x
-    size = x.shape[axis]
-    pad = [0, 0] * (x.dim() - axis - 1) + ([0, d] if d > 0 else [-d, 0])
-    return F.pad(x, pad).narrow(axis, d if d > 0 else 0, size)
-
-
-def _overlap_add(y: torch.Tensor, axis: int, tap_axis: int) -> torch.Tensor:
-    """Overlap-add of a stride-2 4-tap transposed conv along ``axis``; the kernel taps lie
-    on ``tap_axis`` (> axis). Returns the two output phases stacked right after ``axis``."""
-    phases = []
-    for a in (0, 1):
-        (d0, k0), (d1, k1) = _TAPS[a]
-        phases.append(_shift(y.select(tap_axis, k0), d0, axis) + _shift(y.select(tap_axis, k1), d1, axis))
-    return torch.stack(phases, axis + 1)
-
-
 def frame_conv_weights(ct: nn.ConvTranspose2d) -> tuple[torch.Tensor, torch.Tensor]:
     """A 4x4 stride-2 padding-1 ConvTranspose2d as a 2x2 padding-1 Conv2d with 4*cout
     outputs ordered (a, b, cout). Phase a takes input rows m + d for the (d, k) in
@@ -72,6 +49,15 @@ def frame_conv_weights(ct: nn.ConvTranspose2d) -> tuple[torch.Tensor, torch.Tens
                     k[a, b, :, :, dr - a + 1, dc - b + 1] = w[:, :, kr, kc].t()
     bias = ct.bias if ct.bias is not None else torch.zeros(cout, dtype=w.dtype)
     return k.reshape(4 * cout, cin, 2, 2), bias.repeat(4)
+
+
+def _frame_conv(ct: nn.ConvTranspose2d) -> nn.Conv2d:
+    conv = nn.Conv2d(ct.in_channels, 4 * ct.out_channels, 2, 1, 1)
+    with torch.no_grad():
+        w, b = frame_conv_weights(ct)
+        conv.weight.copy_(w)
+        conv.bias.copy_(b)
+    return conv
 
 
 def _interleave(f: torch.Tensor) -> torch.Tensor:
@@ -128,34 +114,13 @@ class PhaseGenerator(nn.Module):
         if any(isinstance(m, nn.BatchNorm2d) for m in g.modules()):
             raise ValueError("PhaseGenerator needs a generator with its BatchNorms folded")
         self.embed = g.embed
-        self.base, c0 = g.base, g.ws[0]
-        lin: nn.Linear = g.fc[0]
-        # The linear layer's outputs reordered from (c, h, w) to (h, w, c): NHWC directly.
-        order = torch.arange(lin.out_features).view(c0, g.base, g.base).permute(1, 2, 0).reshape(-1)
-        self.fc = nn.Linear(lin.in_features, lin.out_features)
-        with torch.no_grad():
-            self.fc.weight.copy_(lin.weight[order])
-            self.fc.bias.copy_(lin.bias[order] if lin.bias is not None else torch.zeros_like(self.fc.bias))
-        first = convts[0]
-        self.c1 = first.out_channels
-        # [cin, cout, kr, kc] -> [cin, (kr, kc, cout)]
-        self.w1 = nn.Parameter(first.weight.detach().permute(0, 2, 3, 1).reshape(first.in_channels, -1))
-        self.b1 = nn.Parameter(first.bias.detach().clone())
-        self.middle = nn.ModuleList()
-        for ct in convts[1:-1]:
-            conv = nn.Conv2d(ct.in_channels, 4 * ct.out_channels, 2, 1, 1)
-            with torch.no_grad():
-                w, b = frame_conv_weights(ct)
-                conv.weight.copy_(w)
-                conv.bias.copy_(b)
-            self.middle.append(conv)
+        self.base, self.c0 = g.base, g.ws[0]
+        self.fc = g.fc[0]
+        # Every transposed conv but the last: frame conv, then interleave.
+        self.up = nn.ModuleList(_frame_conv(ct) for ct in convts[:-1])
         last = convts[-1]
-        w, b = frame_conv_weights(last)
         self.c_last = last.out_channels
-        self.last = nn.Conv2d(last.in_channels, 4 * last.out_channels, 2, 1, 1)
-        with torch.no_grad():
-            self.last.weight.copy_(w)
-            self.last.bias.copy_(b)
+        self.last = _frame_conv(last)
         self.half = g.args["resolution"] // 2  # H and W of the frame's phases
         self.register_buffer("mask", frame_mask(self.half, self.half))
         out_conv: nn.Conv2d = g.to_img[0]
@@ -175,13 +140,9 @@ class PhaseGenerator(nn.Module):
         return self.synthesize(torch.cat([z, class_weights @ self.embed.weight], dim=1))
 
     def synthesize(self, h: torch.Tensor) -> torch.Tensor:
-        n, s = h.shape[0], self.base
-        x = F.relu(self.fc(h)).view(n, s, s, -1)
-        # First transposed conv: MatMul to every kernel tap, then overlap-add (NHWC).
-        y = (x @ self.w1).view(n, s, s, 4, 4, self.c1)
-        y = _overlap_add(_overlap_add(y, 1, 3), 3, 4)  # [n, s, 2, s, 2, c1]
-        x = F.relu(y.reshape(n, 2 * s, 2 * s, self.c1) + self.b1).permute(0, 3, 1, 2)
-        for conv in self.middle:
+        n = h.shape[0]
+        x = F.relu(self.fc(h)).view(n, self.c0, self.base, self.base)
+        for conv in self.up:
             x = _interleave(F.relu(conv(x)))
         # Last transposed conv onto the frame: [n, (a, b, c), H+1, W+1], H = half the output.
         h, c, ch = self.half, self.c_last, self.channels
