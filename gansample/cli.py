@@ -78,7 +78,9 @@ def _cmd_train(a: argparse.Namespace) -> int:
     cfg.conditional = a.conditional
     cfg.download = a.download
     cfg = apply_overrides(cfg, a.overrides)
-    run = train(cfg, a.outdir, resume=a.resume, progress=not a.quiet, steps=a.steps)
+    named = [o.split("=", 1)[0].strip().replace("-", "_") for o in a.overrides]
+    run = train(cfg, a.outdir, resume=a.resume, progress=not a.quiet, steps=a.steps,
+                given=named + (["device"] if a.device else []))
     print(f"run folder: {run}  ({img_per_s(run):.1f} img/s)")
     return 0
 

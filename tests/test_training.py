@@ -223,3 +223,13 @@ def test_ema_generator_is_saved_with_its_own_batchnorm_statistics(tiny_run):
         assert ((m.running_var - var).abs() / var.clamp_min(1e-6)).max() < 0.1, name
         # The trained G's statistics are not what was saved with the EMA weights.
         assert not torch.equal(m.running_mean, g_mean), name
+
+
+def test_resume_takes_a_schedule_setting_even_when_it_equals_the_default(image_folder, tmp_path):
+    """`--set log_every=10` on resume must replace the run's saved log_every=1, although
+    10 is also the config default."""
+    from training.train import train
+    run = train(tiny_config(image_folder, 2), tmp_path, progress=False)
+    assert run_cli("train", "--resume", run, "--steps", "4", "--set", "log_every=10", "-q") == 0
+    # Logged at every step before the resume; afterwards only at the last step.
+    assert [r[0] for r in losses(run)] == [1, 2, 4]

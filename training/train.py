@@ -15,7 +15,7 @@ import re
 import time
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
@@ -379,14 +379,17 @@ class Trainer:
 
 
 def train(cfg: TrainConfig, outdir: str | Path = "runs", resume: str | None = None,
-          progress: bool = True, steps: int | None = None) -> Path:
-    """Train from scratch, or continue the run/checkpoint ``resume`` (to ``steps`` total)."""
+          progress: bool = True, steps: int | None = None, given: Iterable[str] = ()) -> Path:
+    """Train from scratch, or continue the run/checkpoint ``resume`` (to ``steps`` total).
+    When resuming, the schedule fields named in ``given`` (set explicitly by the caller)
+    and those that differ from the defaults replace the saved ones."""
     state = None
     if resume:
         state = ckpt.load(resume, "--resume")
         saved = TrainConfig(**state["config"])
         # Schedule fields given now win over the saved ones; the model and data stay.
-        changed = {k: getattr(cfg, k) for k in RESUMABLE if getattr(cfg, k) != getattr(TrainConfig(), k)}
+        changed = {k: getattr(cfg, k) for k in RESUMABLE
+                   if k in given or getattr(cfg, k) != getattr(TrainConfig(), k)}
         cfg = dataclasses.replace(saved, **changed)
         if steps is not None:
             cfg.steps = steps
