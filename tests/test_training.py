@@ -49,11 +49,16 @@ def test_discriminator_finetune_after_resume(image_folder, tmp_path):
     from training import checkpoint as ckpt
     from training.train import negatives, train
     run = train(tiny_config(image_folder, 2, conditional=True), tmp_path, progress=False)
+    before = ckpt.load(str(run))["D"]
     cfg = tiny_config(image_folder, 2)
     cfg.d_finetune_steps = 3
     train(cfg, resume=str(run), progress=False)
     state = ckpt.load(str(run))
     assert (state["step"], state["d_step"]) == (2, 3) and state["path"].endswith("checkpoint-00000005.pt")
+    # D's weights move; its BatchNorm statistics stay those of the GAN training.
+    stats = [k for k in before if k.endswith(("running_mean", "running_var"))]
+    assert stats and all(torch.equal(before[k], state["D"][k]) for k in stats)
+    assert not all(torch.equal(before[k], state["D"][k]) for k in before if k.endswith("weight"))
     rows = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["d_step"] for r in rows if "d_step" in r] == [1, 2, 3]
     assert all(np.isfinite(r["d_neg"]) for r in rows if "d_step" in r)

@@ -352,6 +352,10 @@ class Trainer:
     def _finetune_d(self, log: Any, progress: bool) -> None:
         cfg = self.cfg
         self.refresh_ema_stats()  # D learns against the G that gets exported
+        # BatchNorm statistics stay as the GAN training left them: updating them from the
+        # blank/noise negatives would shift the normalisation every score is made with
+        # (measured: with it, keeping D's best half of G's samples raised FD 1.52 -> 1.80).
+        self.D.eval()
         bar = tqdm(total=cfg.d_finetune_steps, initial=self.d_step, disable=not progress, unit="step",
                    dynamic_ncols=True, desc="D fine-tune")
         while self.d_step < cfg.d_finetune_steps:
