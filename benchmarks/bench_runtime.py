@@ -75,6 +75,7 @@ def worker(a: argparse.Namespace) -> None:
 
 def run_worker(backend: str, spec: dict, a: argparse.Namespace, model_file: str = "", fp16: bool = False,
                spinning: bool = False) -> dict:
+    """One measurement in a fresh process; returns {"img_per_s", "provider"}."""
     cmd = [sys.executable, __file__, "--worker", backend, "--checkpoint", spec["checkpoint"],
            "--model-file", model_file, "--z-dim", str(spec["z_dim"]), "--num-classes", str(spec["num_classes"]),
            "--threads", str(a.threads), "--batch", str(a.batch), "--seconds", str(a.seconds),
@@ -167,6 +168,10 @@ def peak_rss_mb(n: int, outdir: Path) -> float:
     return int(out.stdout.strip()) / 1024
 
 
+def _med(values: list[float], fmt: str = ",.0f") -> str:
+    return f"{statistics.median(values):{fmt}} ({min(values):{fmt}}-{max(values):{fmt}})"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=2)
@@ -174,6 +179,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=4.0)
     ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     ap.add_argument("--e2e-n", type=int, default=4096)
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved repetitions (median reported)")
     ap.add_argument("--rss-n", type=int, default=0, help="also measure peak RSS of generate -n RSS_N")
     ap.add_argument("--skip-compile", action="store_true")
     # worker mode
@@ -195,46 +201,64 @@ def main() -> None:
         specs = [make_model("bundled-arch", bundled_args(), work),
                  make_model("ref-64px-rgb", dict(z_dim=128, resolution=64, channels=3, num_classes=0, width=64), work)]
         print(f"# model-only throughput, batch {a.batch}, {a.threads} threads, device {a.device} "
-              f"(img/s, median of {a.seconds:.0f}s; each backend in its own process)\n")
-        print("| model | backend | img/s | vs eager | vs compile |")
-        print("|---|---|---|---|---|")
+              f"(img/s, median of {a.seconds:.0f}s per process; median of {a.rounds} round(s), each "
+              f"backend in its own process, backends interleaved)\n")
+        print("| model | backend | img/s | range over rounds | vs eager | vs compile |")
+        print("|---|---|---|---|---|---|")
         for spec in specs:
             onnx_dir = spec["onnx"]
-            rows = [("torch eager", run_worker("torch-eager", spec, a))]
+            backends: list[tuple[str, dict]] = [("torch eager", dict(backend="torch-eager"))]
             if not a.skip_compile:
-                rows.append(("torch.compile", run_worker("torch-compile", spec, a)))
-            rows.append(("gansample fp32 (float out)",
-                         run_worker("ort", spec, a, str(onnx_dir / "generator.onnx"), spinning=True)))
-            rows.append(("gansample uint8 (API default)",
-                         run_worker("ort", spec, a, str(onnx_dir / "generator_uint8.onnx"), spinning=True)))
-            rows.append(("gansample uint8, no spinning (as `generate` to PNG)",
-                         run_worker("ort", spec, a, str(onnx_dir / "generator_uint8.onnx"))))
-            rows.append(("plain export (ConvTranspose graph), uint8",
-                         run_worker("ort", spec, a, str(spec["plain"]), spinning=True)))
+                backends.append(("torch.compile", dict(backend="torch-compile")))
+            backends += [
+                ("gansample fp32 (float out)",
+                 dict(backend="ort", model_file=str(onnx_dir / "generator.onnx"), spinning=True)),
+                ("gansample uint8 (API default)",
+                 dict(backend="ort", model_file=str(onnx_dir / "generator_uint8.onnx"), spinning=True)),
+                ("gansample uint8, no spinning (as `generate` to PNG)",
+                 dict(backend="ort", model_file=str(onnx_dir / "generator_uint8.onnx"))),
+                ("plain export (ConvTranspose graph), uint8",
+                 dict(backend="ort", model_file=str(spec["plain"]), spinning=True)),
+            ]
             if a.device == "cuda":
-                rows.append(("torch eager fp16", run_worker("torch-eager", spec, a, fp16=True)))
-                rows.append(("gansample fp16 (IO binding)",
-                             run_worker("ort", spec, a, str(onnx_dir / "generator_fp16.onnx"))))
-            eager = rows[0][1]["img_per_s"]
-            comp = rows[1][1]["img_per_s"] if not a.skip_compile else float("nan")
-            for label, r in rows:
-                v = r["img_per_s"]
-                print(f"| {spec['name']} | {label} | {v:,.0f} | {v / eager:.2f}x | {v / comp:.2f}x |")
+                backends.append(("torch eager fp16", dict(backend="torch-eager", fp16=True)))
+                backends.append(("gansample fp16 (IO binding)",
+                                 dict(backend="ort", model_file=str(onnx_dir / "generator_fp16.onnx"))))
+            rates: dict[str, list[float]] = {label: [] for label, _ in backends}
+            for _ in range(a.rounds):
+                for label, kw in backends:
+                    kw = dict(kw)
+                    rates[label].append(run_worker(kw.pop("backend"), spec, a, **kw)["img_per_s"])
+            med = {label: statistics.median(v) for label, v in rates.items()}
+            eager = med["torch eager"]
+            comp = med.get("torch.compile", float("nan"))
+            for label, v in med.items():
+                lo, hi = min(rates[label]), max(rates[label])
+                print(f"| {spec['name']} | {label} | {v:,.0f} | {lo:,.0f}-{hi:,.0f} | {v / eager:.2f}x | "
+                      f"{v / comp:.2f}x |")
         print()
         if a.device == "cpu":
-            model_rate = run_worker("ort", specs[0], a, str(specs[0]["onnx"] / "generator_uint8.onnx"),
-                                    spinning=True)["img_per_s"]
-            enc = encode_rate()
-            dt = cli("generate", "-n", str(a.e2e_n), "--outdir", str(work / "e2e"), "-q", "--device", "cpu")
-            e2e = a.e2e_n / dt
-            bound = min(model_rate, enc)
+            uint8 = str(specs[0]["onnx"] / "generator_uint8.onnx")
+            models, encs, e2es, grids = [], [], [], []
+            for r in range(a.rounds):  # interleaved: the file system's speed drifts on this VM
+                models.append(run_worker("ort", specs[0], a, uint8, spinning=True)["img_per_s"])
+                encs.append(encode_rate())
+                out = work / f"e2e{r}"
+                e2es.append(a.e2e_n / cli("generate", "-n", str(a.e2e_n), "--outdir", str(out), "-q",
+                                          "--device", "cpu"))
+                shutil.rmtree(out, ignore_errors=True)
+                grids.append(a.e2e_n / cli("generate", "-n", str(a.e2e_n), "--outdir", str(out), "-q",
+                                           "--device", "cpu", "--format", "grid"))
+                shutil.rmtree(out, ignore_errors=True)
+            ratios = [e / min(m, c) for m, c, e in zip(models, encs, e2es)]
             print("# end to end (bundled model)\n")
-            print("| measure | value |")
+            print(f"| measure ({a.rounds} round(s): median, range) | value |")
             print("|---|---|")
-            print(f"| model-only rate, uint8, {a.threads} threads (API default) | {model_rate:,.0f} img/s |")
-            print(f"| PNG encode rate, all cores | {enc:,.0f} img/s |")
-            print(f"| `generate -n {a.e2e_n}` to PNG files | {e2e:,.0f} img/s ({dt:.2f} s) |")
-            print(f"| end-to-end / min(model, encode) | {e2e / bound:.2f} (target >= 0.8) |")
+            print(f"| model-only rate, uint8, {a.threads} threads (API default) | {_med(models)} img/s |")
+            print(f"| PNG encode + atomic write rate, all cores | {_med(encs)} img/s |")
+            print(f"| `generate -n {a.e2e_n}` to PNG files, with start-up | {_med(e2es)} img/s |")
+            print(f"| the same with `--format grid` (no PNG files: inference + start-up) | {_med(grids)} img/s |")
+            print(f"| end-to-end / min(model, encode), per round | {_med(ratios, '.2f')} (target >= 0.8) |")
             colds = []
             for i in range(5):
                 shutil.rmtree(work / "cold", ignore_errors=True)
