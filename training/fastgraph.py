@@ -6,17 +6,17 @@ third of the speed of its NCHWc convolutions; the final 3x3 convolution to 1 or 
 channels wastes most of an NCHWc block. This module computes the same function with
 the operators onnxruntime is fast at (profiled per node, see docs/benchmarks.md):
 
-* every transposed conv as one 2x2 convolution (padding 1) to 4*cout channels on an
-  (H+1) x (W+1) "frame": channel group (a, b) holds output phase (a, b), and output
-  pixel (2m+a, 2n+b) is frame pixel (m+a, n+b) of group (a, b). Each phase uses exactly
-  its own 2x2 of the 4x4 kernel taps (a 3x3 sub-pixel conv would spend 5 of 9
-  multiply-adds on zeros);
-* between layers, the phases are sliced out of the frame and interleaved into the next
-  layer's NCHW input;
-* after the last one, the output convolution is evaluated on the frame itself: every
-  3x3 tap of it reads frame offset 0 or 1 in each direction, so it is a MatMul over the
-  channels to (2x2 offsets x 4 output phases x channels) and four shifted adds, and the
-  only full-resolution shuffle left is of the final 1- or 3-channel image.
+* every transposed conv but the last as four 2x2 convolutions, one per output phase
+  (a, b) (output pixel (2m+a, 2n+b)), each on the input padded on the side its taps
+  reach past, then the four phases interleaved: every phase uses exactly its own 2x2 of
+  the 4x4 kernel taps (a 3x3 sub-pixel conv would spend 5 of 9 multiply-adds on zeros);
+* the last transposed conv as one 2x2 convolution (padding 1) to 4*cout channels on an
+  (H+1) x (W+1) "frame": channel group (a, b) holds phase (a, b) at frame pixel
+  (m+a, n+b), the row and column each group has left over are masked to zero, and the
+  output convolution is evaluated on the frame itself: every 3x3 tap of it reads frame
+  offset 0 or 1 in each direction, so it is a MatMul over the channels to (2x2 offsets x
+  4 output phases x channels) and four shifted adds, and the only full-resolution
+  shuffle left is of the final 1- or 3-channel image.
 
 The result matches the folded generator to float rounding (the export parity check
 compares it against PyTorch).
@@ -60,15 +60,30 @@ def _frame_conv(ct: nn.ConvTranspose2d) -> nn.Conv2d:
     return conv
 
 
-def _interleave(f: torch.Tensor) -> torch.Tensor:
-    """Frame [n, (a, b, c), H+1, W+1] -> image [n, c, 2H, 2W] with pixel (2m+a, 2n+b) =
-    frame pixel (m+a, n+b) of group (a, b); the row and column each group has left over
-    are dropped."""
-    n, c4, h1, w1 = f.shape
-    c, h, w = c4 // 4, h1 - 1, w1 - 1
-    f = f.view(n, 2, 2, c, h1, w1)
-    rows = [torch.stack([f[:, a, b, :, a:a + h, b:b + w] for b in (0, 1)], dim=-1) for a in (0, 1)]
-    return torch.stack(rows, dim=3).reshape(n, c, 2 * h, 2 * w)  # [n, c, h, (a), w, (b)]
+class PhaseConvs(nn.Module):
+    """A 4x4 stride-2 padding-1 transposed conv as four 2x2 convolutions, one per output
+    phase (a, b), each on the input padded on the side its taps reach past (top for a = 0,
+    bottom for a = 1; likewise left/right for b): exact multiply-adds, no frame border;
+    then the phases are interleaved into [n, cout, 2H, 2W]."""
+
+    def __init__(self, ct: nn.ConvTranspose2d) -> None:
+        super().__init__()
+        w, b = frame_conv_weights(ct)  # [(a, b, cout), cin, 2, 2]
+        cout = ct.out_channels
+        self.convs = nn.ModuleList()
+        for i in range(4):
+            conv = nn.Conv2d(ct.in_channels, cout, 2)
+            with torch.no_grad():
+                conv.weight.copy_(w[i * cout:(i + 1) * cout])
+                conv.bias.copy_(b[i * cout:(i + 1) * cout])
+            self.convs.append(conv)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, _, h, w = x.shape
+        p = [F.relu(conv(F.pad(x, (1 - b, b, 1 - a, a))))
+             for (a, b), conv in zip(((0, 0), (0, 1), (1, 0), (1, 1)), self.convs)]
+        rows = [torch.stack([p[2 * a], p[2 * a + 1]], dim=-1) for a in (0, 1)]
+        return torch.stack(rows, dim=3).reshape(n, -1, 2 * h, 2 * w)  # [n, c, h, (a), w, (b)]
 
 
 def frame_mask(h: int, w: int) -> torch.Tensor:
@@ -117,7 +132,7 @@ class PhaseGenerator(nn.Module):
         self.base, self.c0 = g.base, g.ws[0]
         self.fc = g.fc[0]
         # Every transposed conv but the last: frame conv, then interleave.
-        self.up = nn.ModuleList(_frame_conv(ct) for ct in convts[:-1])
+        self.up = nn.ModuleList(PhaseConvs(ct) for ct in convts[:-1])
         last = convts[-1]
         self.c_last = last.out_channels
         self.last = _frame_conv(last)
@@ -142,8 +157,8 @@ class PhaseGenerator(nn.Module):
     def synthesize(self, h: torch.Tensor) -> torch.Tensor:
         n = h.shape[0]
         x = F.relu(self.fc(h)).view(n, self.c0, self.base, self.base)
-        for conv in self.up:
-            x = _interleave(F.relu(conv(x)))
+        for up in self.up:
+            x = up(x)
         # Last transposed conv onto the frame: [n, (a, b, c), H+1, W+1], H = half the output.
         h, c, ch = self.half, self.c_last, self.channels
         f = F.relu(self.last(x)).view(n, 2, 2, c, h + 1, h + 1) * self.mask
