@@ -116,7 +116,8 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--skip-existing", action="store_true", help="skip seeds whose PNG already exists")
     p.add_argument("--filter", default=None, metavar="top:F|drs[:P]",
                    help="discriminator-guided: keep the best fraction F, or rejection-sample (DRS)")
-    p.add_argument("--workers", type=_positive_int("workers"), default=None, help="PNG writer threads (default: one per core)")
+    p.add_argument("--workers", type=_positive_int("workers"), default=None,
+                   help="PNG writer threads (default: one per core)")
     p.add_argument("-q", "--quiet", action="store_true")
     p.add_argument("-v", "--verbose", action="store_true", help="print the execution provider and timings")
     _add_device_args(p)
