@@ -62,10 +62,10 @@ def _cmd_train(a: argparse.Namespace) -> int:
     if a.resume and (a.data or a.resolution or a.conditional or a.recipe):
         raise GansampleError("--resume: continues a run with its own config; only --steps may be "
                              "given with it (not --data, --resolution, --conditional or --recipe)")
+    named = [o.split("=", 1)[0].strip().replace("-", "_") for o in a.overrides]  # keys given with --set
     if a.resume:
         from training.config import RESUMABLE
-        fixed = [o.split("=", 1)[0].strip().replace("-", "_") for o in a.overrides]
-        fixed = [k for k in fixed if k not in RESUMABLE]
+        fixed = [k for k in named if k not in RESUMABLE]
         if fixed:
             raise GansampleError(f"--set {fixed[0]}: cannot change when resuming; only these can: "
                                  f"{', '.join(RESUMABLE)}")
@@ -78,7 +78,6 @@ def _cmd_train(a: argparse.Namespace) -> int:
     cfg.conditional = a.conditional
     cfg.download = a.download
     cfg = apply_overrides(cfg, a.overrides)
-    named = [o.split("=", 1)[0].strip().replace("-", "_") for o in a.overrides]
     run = train(cfg, a.outdir, resume=a.resume, progress=not a.quiet, steps=a.steps,
                 given=named + (["device"] if a.device else []))
     print(f"run folder: {run}  ({img_per_s(run):.1f} img/s)")
