@@ -296,12 +296,12 @@ class Trainer:
             beta = min(beta, (1 + self.step) / (10 + self.step))
         for pe, p in zip(self.G_ema.parameters(), self.G.parameters()):
             pe.lerp_(p, 1 - beta) if beta > 0 else pe.copy_(p)
-        for be, b in zip(self.G_ema.buffers(), self.G.buffers()):
-            be.copy_(b)
+        # G_ema's BatchNorm buffers are not copied from G: refresh_ema_stats recomputes them
+        # from scratch before G_ema is used or saved.
 
     def refresh_ema_stats(self) -> None:
-        """Give G_ema BatchNorm statistics of its own before it is used or saved; the copy
-        of G's that `_update_ema` keeps is only a placeholder between refreshes."""
+        """Give G_ema BatchNorm statistics of its own (once per step) before it samples a
+        grid, is evaluated, saved, or used as D's opponent in fine-tuning."""
         if self._stats_step != self.step:
             standing_stats(self.G_ema, self.device, seed=self.cfg.seed)
             self._stats_step = self.step
