@@ -51,12 +51,13 @@ def frame_conv_weights(ct: nn.ConvTranspose2d) -> tuple[torch.Tensor, torch.Tens
     return k.reshape(4 * cout, cin, 2, 2), bias.repeat(4)
 
 
-def _frame_conv(ct: nn.ConvTranspose2d) -> nn.Conv2d:
-    conv = nn.Conv2d(ct.in_channels, 4 * ct.out_channels, 2, 1, 1)
+def _conv(weight: torch.Tensor, bias: torch.Tensor, padding: int) -> nn.Conv2d:
+    """A Conv2d holding the given weights [cout, cin, k, k] and bias [cout]."""
+    cout, cin, k = weight.shape[:3]
+    conv = nn.Conv2d(cin, cout, k, 1, padding)
     with torch.no_grad():
-        w, b = frame_conv_weights(ct)
-        conv.weight.copy_(w)
-        conv.bias.copy_(b)
+        conv.weight.copy_(weight)
+        conv.bias.copy_(bias)
     return conv
 
 
@@ -69,14 +70,7 @@ class PhaseConvs(nn.Module):
     def __init__(self, ct: nn.ConvTranspose2d) -> None:
         super().__init__()
         w, b = frame_conv_weights(ct)  # [(a, b, cout), cin, 2, 2]
-        cout = ct.out_channels
-        self.convs = nn.ModuleList()
-        for i in range(4):
-            conv = nn.Conv2d(ct.in_channels, cout, 2)
-            with torch.no_grad():
-                conv.weight.copy_(w[i * cout:(i + 1) * cout])
-                conv.bias.copy_(b[i * cout:(i + 1) * cout])
-            self.convs.append(conv)
+        self.convs = nn.ModuleList(_conv(wi, bi, 0) for wi, bi in zip(w.chunk(4), b.chunk(4)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, _, h, w = x.shape
@@ -135,7 +129,7 @@ class PhaseGenerator(nn.Module):
         self.up = nn.ModuleList(PhaseConvs(ct) for ct in convts[:-1])
         last = convts[-1]
         self.c_last = last.out_channels
-        self.last = _frame_conv(last)
+        self.last = _conv(*frame_conv_weights(last), padding=1)
         self.half = g.args["resolution"] // 2  # H and W of the frame's phases
         self.register_buffer("mask", frame_mask(self.half, self.half))
         out_conv: nn.Conv2d = g.to_img[0]
