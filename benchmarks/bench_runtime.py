@@ -35,7 +35,7 @@ def worker(a: argparse.Namespace) -> None:
     y = (np.arange(a.batch) % max(a.num_classes, 1)).astype(np.int64)
     if a.backend.startswith("ort"):
         from gansample.session import Session
-        s = Session(a.model_file, a.device, threads=a.threads, spinning=a.spinning)
+        s = Session(a.model_file, a.device, threads=a.threads, spinning=a.spinning, io_binding=not a.no_iobinding)
         feeds = {"z": z, "label": y}
         step = lambda: s.run(feeds)  # noqa: E731
         provider = s.provider
@@ -57,10 +57,8 @@ def worker(a: argparse.Namespace) -> None:
 
         def step():
             with torch.inference_mode():
-                out = G(*args)
-                if dev.type == "cuda":
-                    torch.cuda.synchronize()
-                return out
+                # Images end in host memory, as the runtime returns them.
+                return G(*args).cpu()
         provider = f"torch {torch.__version__} ({dev.type}, {dtype})"
     for _ in range(3):  # warm-up (and compilation)
         step()
@@ -74,12 +72,13 @@ def worker(a: argparse.Namespace) -> None:
 
 
 def run_worker(backend: str, spec: dict, a: argparse.Namespace, model_file: str = "", fp16: bool = False,
-               spinning: bool = False) -> dict:
+               spinning: bool = False, no_iobinding: bool = False) -> dict:
     """One measurement in a fresh process; returns {"img_per_s", "provider"}."""
     cmd = [sys.executable, __file__, "--worker", backend, "--checkpoint", spec["checkpoint"],
            "--model-file", model_file, "--z-dim", str(spec["z_dim"]), "--num-classes", str(spec["num_classes"]),
            "--threads", str(a.threads), "--batch", str(a.batch), "--seconds", str(a.seconds),
-           "--device", a.device] + (["--fp16"] if fp16 else []) + (["--spinning"] if spinning else [])
+           "--device", a.device] + (["--fp16"] if fp16 else []) + (["--spinning"] if spinning else []) \
+        + (["--no-iobinding"] if no_iobinding else [])
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     if out.returncode != 0:
         return {"img_per_s": float("nan"), "provider": "failed: " + out.stderr.strip().splitlines()[-1][:80]}
@@ -128,6 +127,30 @@ def export_plain(G, exported_uint8: Path, out: Path) -> Path:
     md.write(model, md.read_onnx(onnx.load(exported_uint8)))
     onnx.save(model, out)
     return out
+
+
+def multiply_adds(spec: dict) -> int:
+    """Multiply-adds of one generator forward pass per image (linear and conv layers)."""
+    import torch
+    from training.models import Generator
+    G = Generator(**{k: spec[k] for k in ("z_dim", "resolution", "channels", "num_classes", "width")}).eval()
+    total = 0
+
+    def hook(m, inp, out):
+        nonlocal total
+        if isinstance(m, torch.nn.Linear):
+            total += m.in_features * m.out_features
+        elif isinstance(m, torch.nn.ConvTranspose2d):  # each input pixel meets the whole kernel
+            total += inp[0][0].numel() * m.out_channels * m.kernel_size[0] * m.kernel_size[1] // m.groups
+        elif isinstance(m, torch.nn.Conv2d):  # each output pixel meets the whole kernel
+            total += out[0].numel() * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
+    handles = [m.register_forward_hook(hook) for m in G.modules()
+               if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
+    with torch.no_grad():
+        G(torch.zeros(1, G.z_dim), torch.zeros(1, dtype=torch.long) if G.num_classes else None)
+    for h in handles:
+        h.remove()
+    return total
 
 
 def bundled_args() -> dict:
@@ -182,6 +205,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3, help="interleaved repetitions (median reported)")
     ap.add_argument("--rss-n", type=int, default=0, help="also measure peak RSS of generate -n RSS_N")
     ap.add_argument("--skip-compile", action="store_true")
+    ap.add_argument("--peak-tflops", type=float, default=989.4,
+                    help="the GPU's dense fp16 tensor peak (default: H100 SXM)")
     # worker mode
     ap.add_argument("--worker", default=None)
     ap.add_argument("--checkpoint", default="")
@@ -190,6 +215,7 @@ def main() -> None:
     ap.add_argument("--num-classes", type=int, default=0)
     ap.add_argument("--fp16", action="store_true")
     ap.add_argument("--spinning", action="store_true")
+    ap.add_argument("--no-iobinding", action="store_true")
     a = ap.parse_args()
     if a.worker:
         a.backend = a.worker
@@ -221,9 +247,14 @@ def main() -> None:
                  dict(backend="ort", model_file=str(spec["plain"]), spinning=True)),
             ]
             if a.device == "cuda":
-                backends.append(("torch eager fp16", dict(backend="torch-eager", fp16=True)))
-                backends.append(("gansample fp16 (IO binding)",
-                                 dict(backend="ort", model_file=str(onnx_dir / "generator_fp16.onnx"))))
+                fp16_file = str(onnx_dir / "generator_fp16.onnx")
+                backends += [
+                    ("torch eager fp16", dict(backend="torch-eager", fp16=True)),
+                    ("gansample fp32 (float out), no IO binding",
+                     dict(backend="ort", model_file=str(onnx_dir / "generator.onnx"), no_iobinding=True)),
+                    ("gansample fp16 (API default on CUDA)", dict(backend="ort", model_file=fp16_file)),
+                    ("gansample fp16, no IO binding", dict(backend="ort", model_file=fp16_file, no_iobinding=True)),
+                ]
             rates: dict[str, list[float]] = {label: [] for label, _ in backends}
             for _ in range(a.rounds):
                 for label, kw in backends:
@@ -236,6 +267,12 @@ def main() -> None:
                 lo, hi = min(rates[label]), max(rates[label])
                 print(f"| {spec['name']} | {label} | {v:,.0f} | {lo:,.0f}-{hi:,.0f} | {v / eager:.2f}x | "
                       f"{v / comp:.2f}x |")
+            if a.device == "cuda":
+                flops = 2 * multiply_adds(spec)
+                best = max(v for label, v in med.items() if "gansample fp16" in label)
+                print(f"| {spec['name']} | {flops / 1e6:.1f} MFLOP per image: best gansample fp16 rate = "
+                      f"{best * flops / 1e12:.2f} TFLOP/s = {best * flops / (a.peak_tflops * 1e12):.2%} of "
+                      f"{a.peak_tflops:g} TFLOP/s fp16 peak | | | | |")
         print()
         if a.device == "cpu":
             uint8 = str(specs[0]["onnx"] / "generator_uint8.onnx")

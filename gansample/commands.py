@@ -203,5 +203,7 @@ def info(a: argparse.Namespace) -> int:
     for label, f in report["files"].items():
         print(f"{label}: {f['file']} ({f['size_mb']} MB) on {f['provider']}")
         print(f"    in:  {'; '.join(f['inputs'])}")
-        print(f"    out: {'; '.join(f['outputs'])}  [{f['output']}]")
+        # A discriminator's metadata "output" names the image layout it takes.
+        layout = f"raw logits; images in as {f['output']}" if label == "discriminator" else f["output"]
+        print(f"    out: {'; '.join(f['outputs'])}  [{layout}]")
     return 0

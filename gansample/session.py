@@ -90,8 +90,9 @@ class Session:
     """One ONNX model on one device, with its gansample metadata."""
 
     def __init__(self, path: str | os.PathLike[str], device: str | Device = "auto",
-                 threads: int | None = None, spinning: bool = False) -> None:
+                 threads: int | None = None, spinning: bool = False, io_binding: bool = True) -> None:
         self.path = Path(path)
+        self.io_binding = io_binding  # on CUDA; off only to measure what it saves
         self.device = device if isinstance(device, Device) else resolve_device(device)
         try:
             self.sess = ort.InferenceSession(str(self.path), sess_options=session_options(threads, spinning),
@@ -114,7 +115,7 @@ class Session:
 
     def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         feeds = {k: v for k, v in feeds.items() if k in self.input_names}
-        if not self.on_cuda:
+        if not (self.on_cuda and self.io_binding):
             return self.sess.run([self.output_name], feeds)[0]
         # IO binding: inputs copied once to the device, the output allocated there and
         # copied back in one transfer, without onnxruntime's per-run staging.

@@ -240,7 +240,7 @@ class Trainer:
             (grad,) = torch.autograd.grad(self.D(real_r, y).sum(), real_r, create_graph=True)
             penalty = grad.square().sum(dim=[1, 2, 3]).mean()
             (penalty * cfg.r1_gamma / 2 * cfg.r1_every).backward()
-            r1 = float(penalty)
+            r1 = float(penalty.detach())
         self.opt_d.step()
         # G step: make D call the fakes real.
         z = torch.randn(B, cfg.z_dim, device=self.device)
