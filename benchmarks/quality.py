@@ -47,6 +47,8 @@ def main() -> None:
     ap.add_argument("--filter-n", type=int, default=5_000)
     ap.add_argument("--contact-sheet", default=None)
     ap.add_argument("--dataset", default="fashion-mnist")
+    ap.add_argument("--filters", default="top:0.5,drs:80",
+                    help="comma list of --filter specs to compare with the unfiltered samples")
     a = ap.parse_args()
 
     fx = FeatureExtractor(features_path(a.dataset), device="cpu")
@@ -71,7 +73,8 @@ def main() -> None:
     print(header("samples"))
     plain = g.sample(n=n)
     print(row("unfiltered (seeds 0..n-1)", evaluate(plain.images, plain.labels)))
-    for method, param in (("top", 0.5), ("drs", 80.0)):
+    for spec in a.filters.split(","):
+        method, param = spec.split(":")[0], float(spec.split(":")[1])
         t = time.perf_counter()
         fr = filter_seeds(g, d, method, param, n=n)
         kept = g.sample(seeds=fr.seeds)
