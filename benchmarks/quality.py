@@ -39,6 +39,32 @@ def header(first: str) -> str:
             "|---|---|---|---|---|---|---|---|")
 
 
+def recall_diagnostic(fx: FeatureExtractor, real: np.ndarray, dataset: str,
+                      runs: list[tuple[str, np.ndarray]]) -> None:
+    """Where k-NN recall (k=3) comes from: per real class, the share of real images inside some
+    generated sample's ball; per class (as the classifier recognises the samples), the median
+    k-NN radius of generated samples over that of real ones; and recall again with every
+    generated ball capped at the real median radius of its class, which removes the credit
+    that wide (noisy) samples get for large balls."""
+    from gansample.datasets import load_standard
+    from gansample.metrics import _ball_counts, _knn_radii
+    _, labels = load_standard(dataset, "test")
+    r_real = _knn_radii(real, 3)
+    classes = range(int(labels.max()) + 1)
+    med_real = np.array([np.median(r_real[labels == c]) for c in classes])
+    print("\n| samples | recall | recall, balls capped | per real class recall | radius ratio per class |")
+    print("|---|---|---|---|---|")
+    for name, images in runs:
+        feats, logits = fx(images)
+        pred = logits.argmax(1)
+        r_fake = _knn_radii(feats, 3)
+        inside = _ball_counts(real, feats, r_fake) > 0
+        capped = _ball_counts(real, feats, np.minimum(r_fake, med_real[pred])) > 0
+        per_class = " ".join(f"{inside[labels == c].mean():.2f}" for c in classes)
+        ratio = " ".join(f"{np.sqrt(np.median(r_fake[pred == c]) / med_real[c]):.2f}" for c in classes)
+        print(f"| {name} | {inside.mean():.3f} | {capped.mean():.3f} | {per_class} | {ratio} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("model")
@@ -47,6 +73,8 @@ def main() -> None:
     ap.add_argument("--filter-n", type=int, default=5_000)
     ap.add_argument("--contact-sheet", default=None)
     ap.add_argument("--dataset", default="fashion-mnist")
+    ap.add_argument("--recall-diagnostic", action="store_true",
+                    help="per-class recall and k-NN radii of the model (and baseline) vs the real images")
     ap.add_argument("--filters", default="top:0.5,drs:80",
                     help="comma list of --filter specs to compare with the unfiltered samples")
     a = ap.parse_args()
@@ -62,10 +90,14 @@ def main() -> None:
     print(header("model"))
     res = g.sample(n=a.n)
     print(row(f"{g.name} (gansample recipe)", evaluate(res.images, res.labels)))
+    runs = [(g.name, res.images)]
     if a.baseline:
         b = Generator(a.baseline, device="cpu")
         rb = b.sample(n=a.n)
         print(row(f"{b.name} (plain DCGAN recipe)", evaluate(rb.images, rb.labels)))
+        runs.append((b.name, rb.images))
+    if a.recall_diagnostic:
+        recall_diagnostic(fx, real, a.dataset, runs)
 
     d = Discriminator(a.model, device="cpu")
     n = a.filter_n
