@@ -20,7 +20,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from gansample import Discriminator, Generator  # noqa: E402
-from gansample.discriminator import filter_seeds  # noqa: E402
+from gansample.discriminator import filter_seeds, parse_filter  # noqa: E402
 from gansample.evaluate import real_features  # noqa: E402
 from gansample.images import make_grid, save_png  # noqa: E402
 from gansample.metrics import FeatureExtractor, compare, features_path  # noqa: E402
@@ -105,8 +105,7 @@ def main() -> None:
     print(header("samples"))
     plain = g.sample(n=n)
     print(row("unfiltered (seeds 0..n-1)", evaluate(plain.images, plain.labels)))
-    for spec in a.filters.split(","):
-        method, param = spec.split(":")[0], float(spec.split(":")[1])
+    for method, param in map(parse_filter, a.filters.split(",")):
         t = time.perf_counter()
         fr = filter_seeds(g, d, method, param, n=n)
         kept = g.sample(seeds=fr.seeds)

@@ -36,8 +36,9 @@ class TrainConfig:
     beta2: float = 0.999
     loss: str = "bce"  # bce (non-saturating) | hinge
     d_norm: str = "batch"  # batch (BatchNorm convs, spectral-norm head) | spectral (everywhere) | none (DCGAN)
-    # Mode-seeking term against intra-class collapse (Mao et al. 2019); conditional runs only;
-    # 0 disables it. Without it the bundled recipe collapsed (recall 0.001 at 10,000 steps).
+    # Mode-seeking term (Mao et al. 2019): two latents must give different images (of the same
+    # class in conditional runs); 0 disables it. Without it the bundled recipe collapsed to
+    # nearly one image per class (recall 0.001 at 10,000 steps).
     ms_weight: float = 0.5
     r1_gamma: float = 0.0  # R1 penalty weight; 0 disables it
     r1_every: int = 16  # lazy regularisation interval
