@@ -91,6 +91,13 @@ def _add_device_args(p: argparse.ArgumentParser) -> None:
                    help="CPU threads for onnxruntime (default: all cores)")
 
 
+def _add_sampling_args(p: argparse.ArgumentParser, class_help: str) -> None:
+    """What picks the images besides the seeds: model, truncation, class (generate, interpolate)."""
+    p.add_argument("--model", default=None, help="model name, folder or .onnx file (default: fashion-mnist)")
+    p.add_argument("--trunc", type=float, default=1.0, metavar="PSI", help="truncation psi (default 1 = none)")
+    p.add_argument("--class", dest="cls", default=None, help=class_help)
+
+
 def _note_device(g: object, quiet: bool, verbose: bool) -> None:
     note = g.device.note  # type: ignore[attr-defined]
     if verbose or (note and not quiet):
@@ -105,9 +112,7 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     src = p.add_mutually_exclusive_group()
     src.add_argument("-n", type=_positive_int("n"), default=None, help="number of images (seeds 0..n-1)")
     src.add_argument("--seeds", default=None, help="seed list: 0-63, 1,5,9 or 0-9,100")
-    p.add_argument("--model", default=None, help="model name, folder or .onnx file (default: fashion-mnist)")
-    p.add_argument("--trunc", type=float, default=1.0, metavar="PSI", help="truncation psi (default 1 = none)")
-    p.add_argument("--class", dest="cls", default=None, help="class index or name (conditional models)")
+    _add_sampling_args(p, "class index or name (conditional models)")
     p.add_argument("--batch-size", type=_positive_int("batch-size"), default=64)
     p.add_argument("--format", choices=("png", "npz", "grid"), default="png",
                    help="png: one file per seed + grid.png; npz: one images.npz; grid: grid.png only")
@@ -137,11 +142,9 @@ def _add_interpolate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--loop", action="store_true", help="return to the first keyframe")
     p.add_argument("--out", default="walk.gif", help="walk.gif, walk.mp4 or a folder/ for PNG frames")
     p.add_argument("--fps", type=float, default=24.0)
-    p.add_argument("--trunc", type=float, default=1.0, metavar="PSI")
-    p.add_argument("--class", dest="cls", default=None, help="fix the class (default: each seed's own)")
+    _add_sampling_args(p, "fix the class (default: each seed's own)")
     p.add_argument("--grid", type=int, default=1, metavar="N", help="N walks side by side (seeds +0..+N-1)")
     p.add_argument("--scale", type=int, default=1, help="integer upscaling of the frames (default 1)")
-    p.add_argument("--model", default=None)
     p.add_argument("-q", "--quiet", action="store_true")
     _add_device_args(p)
     p.set_defaults(func=_cmd_interpolate)
