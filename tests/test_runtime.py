@@ -180,3 +180,5 @@ def test_info_shows_metadata_and_providers(tiny_model, capsys):
     assert "classes:    2: 0=circles, 1=squares" in out
     assert "generator (uint8): generator_uint8.onnx" in out and "CPUExecutionProvider" in out
     assert "z tensor(float) ['batch', 16]" in out
+    # The discriminator's line names its output as logits and the image layout it takes.
+    assert "logits tensor(float) ['batch']  [raw logits; images in as float32 NCHW [-1,1]]" in out
