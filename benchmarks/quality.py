@@ -39,13 +39,13 @@ def header(first: str) -> str:
             "|---|---|---|---|---|---|---|---|")
 
 
-def recall_diagnostic(fx: FeatureExtractor, real: np.ndarray, dataset: str,
-                      runs: list[tuple[str, np.ndarray]]) -> None:
+def recall_diagnostic(real: np.ndarray, dataset: str,
+                      runs: list[tuple[str, np.ndarray, np.ndarray]]) -> None:
     """Where k-NN recall (k=3) comes from: per real class, the share of real images inside some
     generated sample's ball; per class (as the classifier recognises the samples), the median
     k-NN radius of generated samples over that of real ones; and recall again with every
     generated ball capped at the real median radius of its class, which removes the credit
-    that wide (noisy) samples get for large balls."""
+    that wide (noisy) samples get for large balls. ``runs``: (name, features, logits)."""
     from gansample.datasets import load_standard
     from gansample.metrics import _ball_counts, _knn_radii
     _, labels = load_standard(dataset, "test")
@@ -54,8 +54,7 @@ def recall_diagnostic(fx: FeatureExtractor, real: np.ndarray, dataset: str,
     med_real = np.array([np.median(r_real[labels == c]) for c in classes])
     print("\n| samples | recall | recall, balls capped | per real class recall | radius ratio per class |")
     print("|---|---|---|---|---|")
-    for name, images in runs:
-        feats, logits = fx(images)
+    for name, feats, logits in runs:
         pred = logits.argmax(1)
         r_fake = _knn_radii(feats, 3)
         inside = _ball_counts(real, feats, r_fake) > 0
@@ -82,22 +81,24 @@ def main() -> None:
     fx = FeatureExtractor(features_path(a.dataset), device="cpu")
     real = real_features(fx, a.dataset)
 
-    def evaluate(images: np.ndarray, labels: np.ndarray | None):
+    runs = []  # (name, features, logits) of the full sample sets, for --recall-diagnostic
+
+    def evaluate(images: np.ndarray, labels: np.ndarray | None, name: str | None = None):
         feats, logits = fx(images)
+        if name:
+            runs.append((name, feats, logits))
         return compare(real, feats, logits, labels)
 
     g = Generator(a.model, device="cpu")
     print(header("model"))
     res = g.sample(n=a.n)
-    print(row(f"{g.name} (gansample recipe)", evaluate(res.images, res.labels)))
-    runs = [(g.name, res.images)]
+    print(row(f"{g.name} (gansample recipe)", evaluate(res.images, res.labels, g.name)))
     if a.baseline:
         b = Generator(a.baseline, device="cpu")
         rb = b.sample(n=a.n)
-        print(row(f"{b.name} (plain DCGAN recipe)", evaluate(rb.images, rb.labels)))
-        runs.append((b.name, rb.images))
+        print(row(f"{b.name} (plain DCGAN recipe)", evaluate(rb.images, rb.labels, b.name)))
     if a.recall_diagnostic:
-        recall_diagnostic(fx, real, a.dataset, runs)
+        recall_diagnostic(real, a.dataset, runs)
 
     d = Discriminator(a.model, device="cpu")
     n = a.filter_n
