@@ -233,33 +233,33 @@ def main() -> None:
         print("|---|---|---|---|---|---|")
         for spec in specs:
             onnx_dir = spec["onnx"]
-            backends: list[tuple[str, dict]] = [("torch eager", dict(backend="torch-eager"))]
+            # (label, worker backend, run_worker keyword arguments)
+            backends: list[tuple[str, str, dict]] = [("torch eager", "torch-eager", {})]
             if not a.skip_compile:
-                backends.append(("torch.compile", dict(backend="torch-compile")))
+                backends.append(("torch.compile", "torch-compile", {}))
             backends += [
-                ("gansample fp32 (float out)",
-                 dict(backend="ort", model_file=str(onnx_dir / "generator.onnx"), spinning=True)),
-                ("gansample uint8 (API default)",
-                 dict(backend="ort", model_file=str(onnx_dir / "generator_uint8.onnx"), spinning=True)),
-                ("gansample uint8, no spinning (as `generate` to PNG)",
-                 dict(backend="ort", model_file=str(onnx_dir / "generator_uint8.onnx"))),
-                ("plain export (ConvTranspose graph), uint8",
-                 dict(backend="ort", model_file=str(spec["plain"]), spinning=True)),
+                ("gansample fp32 (float out)", "ort",
+                 dict(model_file=str(onnx_dir / "generator.onnx"), spinning=True)),
+                ("gansample uint8 (API default)", "ort",
+                 dict(model_file=str(onnx_dir / "generator_uint8.onnx"), spinning=True)),
+                ("gansample uint8, no spinning (as `generate` to PNG)", "ort",
+                 dict(model_file=str(onnx_dir / "generator_uint8.onnx"))),
+                ("plain export (ConvTranspose graph), uint8", "ort",
+                 dict(model_file=str(spec["plain"]), spinning=True)),
             ]
             if a.device == "cuda":
                 fp16_file = str(onnx_dir / "generator_fp16.onnx")
                 backends += [
-                    ("torch eager fp16", dict(backend="torch-eager", fp16=True)),
-                    ("gansample fp32 (float out), no IO binding",
-                     dict(backend="ort", model_file=str(onnx_dir / "generator.onnx"), no_iobinding=True)),
-                    ("gansample fp16 (API default on CUDA)", dict(backend="ort", model_file=fp16_file)),
-                    ("gansample fp16, no IO binding", dict(backend="ort", model_file=fp16_file, no_iobinding=True)),
+                    ("torch eager fp16", "torch-eager", dict(fp16=True)),
+                    ("gansample fp32 (float out), no IO binding", "ort",
+                     dict(model_file=str(onnx_dir / "generator.onnx"), no_iobinding=True)),
+                    ("gansample fp16 (API default on CUDA)", "ort", dict(model_file=fp16_file)),
+                    ("gansample fp16, no IO binding", "ort", dict(model_file=fp16_file, no_iobinding=True)),
                 ]
-            rates: dict[str, list[float]] = {label: [] for label, _ in backends}
+            rates: dict[str, list[float]] = {label: [] for label, _, _ in backends}
             for _ in range(a.rounds):
-                for label, kw in backends:
-                    kw = dict(kw)
-                    rates[label].append(run_worker(kw.pop("backend"), spec, a, **kw)["img_per_s"])
+                for label, backend, kw in backends:
+                    rates[label].append(run_worker(backend, spec, a, **kw)["img_per_s"])
             med = {label: statistics.median(v) for label, v in rates.items()}
             eager = med["torch eager"]
             comp = med.get("torch.compile", float("nan"))
