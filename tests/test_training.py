@@ -153,6 +153,19 @@ def test_train_bad_input(tmp_path, capsys, make, args, needle):
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
+def test_resume_refuses_a_config_setting_it_does_not_know(tiny_run, tmp_path, capsys):
+    """A checkpoint from a newer or patched trainer: name the unknown setting, exit 2, and
+    do not train on without it."""
+    state = torch.load(tiny_run / "checkpoint-00000004.pt", map_location="cpu", weights_only=True)
+    state["config"]["future_weight"] = 1.0
+    (tmp_path / "run").mkdir()
+    torch.save(state, tmp_path / "run" / "checkpoint-00000004.pt")
+    assert run_cli("train", "--resume", tmp_path / "run", "--steps", "6", "-q") == 2
+    err = capsys.readouterr().err
+    assert "settings this gansample does not know: future_weight" in err and "Traceback" not in err
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["checkpoint-00000004.pt"]
+
+
 def test_resume_pointing_at_nothing(tmp_path, capsys):
     assert run_cli("train", "--resume", tmp_path / "nothing", "-q") == 2
     assert "--resume: got" in capsys.readouterr().err

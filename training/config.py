@@ -89,6 +89,18 @@ class TrainConfig:
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
 
+    @classmethod
+    def from_saved(cls, saved: dict[str, Any], source: str) -> TrainConfig:
+        """The config stored in a checkpoint. Keys this version does not know (a checkpoint
+        from a newer or patched trainer) are refused by name instead of dropped: resuming
+        without them would silently train a different recipe."""
+        valid = {f.name for f in fields(cls)}
+        unknown = sorted(set(saved) - valid)
+        if unknown:
+            raise GansampleError(f"{source}: its training config has settings this gansample does not "
+                                 f"know: {', '.join(unknown)}; resume it with the gansample that wrote it")
+        return cls(**saved)
+
 
 def dcgan_recipe(cfg: TrainConfig) -> TrainConfig:
     """The pytorch/examples DCGAN recipe: BCE loss, Adam(2e-4, beta1=0.5), BatchNorm in D,

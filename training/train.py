@@ -390,7 +390,7 @@ def train(cfg: TrainConfig, outdir: str | Path = "runs", resume: str | None = No
     state = None
     if resume:
         state = ckpt.load(resume, "--resume")
-        saved = TrainConfig(**state["config"])
+        saved = TrainConfig.from_saved(state["config"], f"--resume: {state['path']}")
         # Schedule fields given now win over the saved ones; the model and data stay.
         changed = {k: getattr(cfg, k) for k in RESUMABLE
                    if k in given or getattr(cfg, k) != getattr(TrainConfig(), k)}
