@@ -41,8 +41,8 @@ def worker(a: argparse.Namespace) -> None:
         provider = s.provider
     else:
         import torch
-        from training import checkpoint as ckpt
-        from training.models import Generator
+        from gansample.training import checkpoint as ckpt
+        from gansample.training.models import Generator
         torch.set_num_threads(a.threads)
         state = ckpt.load(a.checkpoint)
         dev = torch.device("cuda" if a.device == "cuda" else "cpu")
@@ -89,9 +89,9 @@ def run_worker(backend: str, spec: dict, a: argparse.Namespace, model_file: str 
 def make_model(name: str, g_args: dict, workdir: Path) -> dict:
     """One set of weights for every backend: a checkpoint for torch, its export for ORT."""
     import torch
-    from training import checkpoint as ckpt
-    from training.export import export_checkpoint
-    from training.models import Discriminator, Generator
+    from gansample.training import checkpoint as ckpt
+    from gansample.training.export import export_checkpoint
+    from gansample.training.models import Discriminator, Generator
     torch.manual_seed(0)
     G = Generator(**g_args)
     # Non-trivial BatchNorm statistics, as a trained model has.
@@ -119,7 +119,7 @@ def export_plain(G, exported_uint8: Path, out: Path) -> Path:
     import onnx
     import torch
     from gansample import metadata as md
-    from training.export import Uint8Output, _to_onnx, fold_generator, generator_inputs
+    from gansample.training.export import Uint8Output, _to_onnx, fold_generator, generator_inputs
     z = torch.randn(2, G.z_dim)
     args, names = generator_inputs(z, torch.zeros(2, dtype=torch.long) if G.num_classes else None)
     with torch.no_grad():
@@ -132,7 +132,7 @@ def export_plain(G, exported_uint8: Path, out: Path) -> Path:
 def multiply_adds(spec: dict) -> int:
     """Multiply-adds of one generator forward pass per image (linear and conv layers)."""
     import torch
-    from training.models import Generator
+    from gansample.training.models import Generator
     G = Generator(**{k: spec[k] for k in ("z_dim", "resolution", "channels", "num_classes", "width")}).eval()
     total = 0
 
@@ -172,7 +172,7 @@ def cli(*args: str, env: dict | None = None) -> float:
 def encode_rate(n: int = 2048) -> float:
     """PNG files per second with the writer `generate` uses (one thread per core), in
     batches of 64 like the generator's output."""
-    from gansample.images import PngWriter
+    from gansample.output import PngWriter
     imgs = np.random.RandomState(0).randint(0, 255, (n, 28, 28, 1)).astype(np.uint8)
     with tempfile.TemporaryDirectory() as d, PngWriter() as w:
         t = time.perf_counter()

@@ -22,7 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from gansample import Discriminator, Generator  # noqa: E402
 from gansample.discriminator import filter_seeds, parse_filter  # noqa: E402
 from gansample.evaluate import real_features  # noqa: E402
-from gansample.images import make_grid, save_png  # noqa: E402
+from gansample.images import make_grid
+from gansample.output import save_png  # noqa: E402
 from gansample.metrics import FeatureExtractor, compare, features_path  # noqa: E402
 
 COLS = ("frechet_distance", "precision", "recall", "density", "coverage", "class_accuracy")

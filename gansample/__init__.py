@@ -6,9 +6,14 @@
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from ._version import __version__
+
+# No telemetry from onnxruntime, whoever imports it later in this process (it reads this
+# when it is imported); gansample.session also switches its telemetry events off.
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 # Public names -> defining module. Imported on first use, so `import gansample` stays
 # cheap (onnxruntime loads only when a model does).
@@ -18,6 +23,7 @@ _EXPORTS = {
     "GansampleError": "errors", "ModelInfo": "metadata",
     "parse_seeds": "latents", "available_models": "registry",
     "interpolate": "interpolation", "Interpolation": "interpolation",
+    "write_samples": "output", "Seeds": "latents",
 }
 __all__ = ["__version__", *_EXPORTS]
 
@@ -26,7 +32,8 @@ if TYPE_CHECKING:
     from .errors import GansampleError
     from .generator import Generator, SampleResult
     from .interpolation import Interpolation, interpolate
-    from .latents import parse_seeds
+    from .latents import Seeds, parse_seeds
+    from .output import write_samples
     from .metadata import ModelInfo
     from .registry import available_models
 

@@ -1,143 +1,111 @@
-"""Bodies of the CLI commands: call the API, write files, report."""
+"""Bodies of the CLI commands, one function per command (named as the command): call
+the Python API, report. Errors raised here name the API's arguments; gansample.cli maps
+them to flags."""
 
 from __future__ import annotations
 
 import argparse
 import csv
-import io
 import json
+import logging
 import sys
 import time
 from pathlib import Path
-
-import numpy as np
+from typing import Any
 
 from .errors import GansampleError
-from .generator import class_index
-from .images import PngWriter, atomic_write, ensure_outdir, make_grid, save_png
 
-GRID_MAX = 256  # grid.png shows at most this many images
+log = logging.getLogger("gansample")
 
 
-def seed_filename(seed: int) -> str:
-    return f"seed{seed:04d}.png"
+def _install_hint(extra: str, missing: str) -> GansampleError:
+    return GansampleError(f"this command needs the '{extra}' extra ({missing} is not installed): "
+                          f"pip install 'gansample[{extra}]'")
 
 
-def _write_manifest(path: Path, rows: list[dict]) -> None:
-    buf = io.StringIO()
-    fields = list(rows[0].keys()) if rows else ["seed", "file"]
-    w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
-    w.writeheader()
-    w.writerows(rows)
-    text = buf.getvalue()
-    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+def _verbose_device(g: Any, verbose: bool) -> None:
+    if verbose:
+        log.warning("device: %s", g.provider)
 
 
-def _save_npz(path: Path, **arrays: np.ndarray) -> None:
-    def write(tmp: Path) -> None:
-        with open(tmp, "wb") as f:
-            np.savez_compressed(f, **arrays)
-    atomic_write(path, write)
-
-
+# --- generate ------------------------------------------------------------------------------
 def generate(a: argparse.Namespace) -> int:
-    t0 = time.perf_counter()
-    with PngWriter(a.workers if a.format == "png" else 0) as writer:
-        return _generate(a, writer, t0)
-
-
-def _generate(a: argparse.Namespace, writer: PngWriter, t0: float) -> int:
     from tqdm import tqdm
 
-    from .cli import _note_device
+    from .cli import MAX_GENERATE
     from .generator import Generator
+    from .output import ensure_outdir, write_samples
 
+    t0 = time.perf_counter()
     g = Generator(a.model, device=a.device, threads=a.threads, batch_size=a.batch_size,
                   spinning=a.format != "png")
     psi = g.check_psi(a.trunc)
-    seeds = g.seed_list(a.seeds, a.n if a.n is not None else (None if a.seeds else 64))
-    scores: dict[int, float] = {}
-    if a.filter:
-        seeds, scores = _filtered_seeds(a, g, seeds, psi)
-    _note_device(g, a.quiet, a.verbose)
-    names = g.class_names if g.info.conditional else []
-    labels = g.labels_for(seeds, a.cls)  # validates --class before any output
+    seeds = g.seed_list(a.seeds, a.n if a.n is not None else (None if a.seeds else 64), limit=MAX_GENERATE)
+    g.labels_for([0], a.cls)  # validates --class before any output
     outdir = ensure_outdir(a.outdir or str(Path("out") / g.name))
-    todo = seeds
-    if a.skip_existing and a.format == "png":
-        todo = [s for s in seeds if not (outdir / seed_filename(s)).exists()]
-    rows = [{"seed": s, "class": "" if labels is None else int(labels[i]),
-             "class_name": names[int(labels[i])] if labels is not None else "", "psi": psi,
-             "file": seed_filename(s) if a.format == "png" else ""} for i, s in enumerate(seeds)]
-    if scores:
-        for r in rows:
-            r["d_score"] = round(scores[r["seed"]], 6)
-    grid_imgs: list[np.ndarray] = []
-    keep_all = a.format == "npz"
-    all_imgs, all_z, all_y = [], [], []
-    bar = tqdm(total=len(todo), unit="img", disable=a.quiet or len(todo) < 512, file=sys.stderr)
-    for res in g.iter_samples(seeds=todo, psi=psi, cls=a.cls):
-        if a.format == "png":
-            writer.write(res.images, [outdir / seed_filename(s) for s in res.seeds or []])
-        if len(grid_imgs) < GRID_MAX:
-            grid_imgs.extend(res.images[: GRID_MAX - len(grid_imgs)])
-        if keep_all:
-            all_imgs.append(res.images)
-            all_z.append(res.latents)
-            if res.labels is not None:
-                all_y.append(res.labels)
-        bar.update(len(res))
-    writer.close()  # every PNG is in place before the grid and the manifest name them
-    bar.close()
-    if a.format in ("png", "grid") and grid_imgs:
-        save_png(make_grid(np.stack(grid_imgs)), outdir / "grid.png", compress_level=6)
-    if keep_all and all_imgs:
-        extra = {"labels": np.concatenate(all_y)} if all_y else {}
-        _save_npz(outdir / "images.npz", images=np.concatenate(all_imgs),
-                  seeds=np.asarray(todo, dtype=np.int64), latents=np.concatenate(all_z), **extra)
-    _write_manifest(outdir / "manifest.csv", rows)
-    dt = time.perf_counter() - t0
+    scores = None
+    if a.filter:
+        seeds, scores = _filtered_seeds(a, g, seeds, psi, outdir)
+    _verbose_device(g, a.verbose)
+    with tqdm(total=len(seeds), unit="img", disable=a.quiet or len(seeds) < 512, file=sys.stderr) as bar:
+        rep = write_samples(g, seeds, outdir, a.format, psi, a.cls, a.skip_existing and a.format == "png",
+                            scores, a.workers, progress=bar.update)
     if not a.quiet:
-        what = {"png": f"{len(todo)} PNGs + grid.png", "npz": "images.npz", "grid": "grid.png"}[a.format]
-        skipped = len(seeds) - len(todo)
-        print(f"wrote {what} to {outdir}" + (f" (skipped {skipped} existing)" if skipped else "")
-              + (f" in {dt:.2f}s on {g.provider}" if a.verbose else ""))
+        what = {"png": f"{rep.written} PNGs + grid.png", "npz": "images.npz", "grid": "grid.png"}[a.format]
+        print(f"wrote {what} to {outdir}" + (f" (skipped {rep.skipped} existing)" if rep.skipped else "")
+              + (f" in {time.perf_counter() - t0:.2f}s on {g.provider}" if a.verbose else ""))
     return 0
 
 
-def _filtered_seeds(a: argparse.Namespace, g, seeds: list[int], psi: float) -> tuple[list[int], dict[int, float]]:
+def _filtered_seeds(a: argparse.Namespace, g: Any, seeds: Any, psi: float,
+                    outdir: Path) -> tuple[list[int], dict[int, float]]:
     """Apply --filter: choose the seeds to keep by the discriminator's scores, write
     candidates.csv (every candidate, its score, kept or not) and report the acceptance."""
-
     from .discriminator import Discriminator, filter_seeds, parse_filter
+    from .output import write_csv
+
     method, param = parse_filter(a.filter)
     d = Discriminator(a.model, device=a.device, threads=a.threads, batch_size=a.batch_size)
-    g.labels_for(seeds[:1], a.cls)  # validate --class first
     fr = filter_seeds(g, d, method, param, n=None if a.seeds else len(seeds),
                       seeds=seeds if a.seeds else None, psi=psi, cls=a.cls)
-    outdir = ensure_outdir(a.outdir or str(Path("out") / g.name))
-    cand_rows = [{"seed": s, "d_score": round(float(sc), 6), "kept": int(k)}
-                 for s, sc, k in zip(fr.candidates, fr.scores, fr.kept)]
-    _write_manifest(outdir / "candidates.csv", cand_rows)
-    if not a.quiet:
-        print(f"filter {fr.method}: kept {len(fr.seeds)} of {len(fr.candidates)} candidates "
-              f"(acceptance rate {fr.acceptance_rate:.3f})", file=sys.stderr)
+    write_csv(outdir / "candidates.csv", ({"seed": s, "d_score": round(float(sc), 6), "kept": int(k)}
+                                          for s, sc, k in zip(fr.candidates, fr.scores, fr.kept)),
+              ["seed", "d_score", "kept"])
+    log.info("filter %s: kept %d of %d candidates (acceptance rate %.3f)", fr.method, len(fr.seeds),
+             len(fr.candidates), fr.acceptance_rate)
     kept_scores = {s: float(sc) for s, sc, k in zip(fr.candidates, fr.scores, fr.kept) if k}
     return fr.seeds, kept_scores
 
 
+# --- interpolate -----------------------------------------------------------------------------
+def interpolate(a: argparse.Namespace) -> int:
+    from .generator import Generator
+    from .interpolation import check_output, interpolate as walk, save
+
+    check_output(a.out, a.fps, a.scale)
+    g = Generator(a.model, device=a.device, threads=a.threads)
+    result = walk(g, a.seeds, a.steps, a.method, a.loop, a.trunc, a.cls, a.grid)
+    path = save(result, a.out, a.fps, a.scale)
+    if not a.quiet:
+        print(f"wrote {len(result)} frames to {path}")
+    return 0
+
+
+# --- score ---------------------------------------------------------------------------------
 def score(a: argparse.Namespace) -> int:
     from .discriminator import Discriminator
+    from .generator import class_index
+
     d = Discriminator(a.model, device=a.device, threads=a.threads)
-    cls = class_index(d.info, a.cls, "--class", d.name) if a.cls is not None else None
+    cls = class_index(d.info, a.cls, "cls", d.name) if a.cls is not None else None
     res = d.score_files(a.paths, cls)
     for r in res.failed:
         print(f"{r.path}: skipped: {r.error}", file=sys.stderr)
     if not res.scored:
-        raise GansampleError(f"PATH: got {' '.join(a.paths)!r}; none of it could be scored "
-                             "(see the messages above)")
+        raise GansampleError(f"paths: got {' '.join(a.paths)[:200]!r}; none of it could be scored "
+                             "(see the messages above)", "paths")
     names = d.info.class_names
-    rows = [{"rank": i + 1, "score": round(r.score, 6), "path": r.path,
+    rows = [{"rank": i + 1, "score": round(r.score or 0.0, 6), "path": r.path,
              **({"class": names[r.label] if r.label is not None and names else r.label} if d.info.conditional else {})}
             for i, r in enumerate(res.sorted())]
     if a.format == "json":
@@ -149,12 +117,13 @@ def score(a: argparse.Namespace) -> int:
         w.writerows(rows)
     else:
         print(f"{'rank':>4}  {'score':>9}  " + ("class         " if d.info.conditional else "") + "path")
-        for r in rows:
-            cl = f"{str(r.get('class', '')):<12}  " if d.info.conditional else ""
-            print(f"{r['rank']:>4}  {r['score']:>9.4f}  {cl}{r['path']}")
+        for row in rows:
+            cl = f"{str(row.get('class', '')):<12}  " if d.info.conditional else ""
+            print(f"{row['rank']:>4}  {row['score']:>9.4f}  {cl}{row['path']}")
     return 0
 
 
+# --- info ------------------------------------------------------------------------------------
 def info(a: argparse.Namespace) -> int:
     import onnxruntime as ort
 
@@ -163,23 +132,21 @@ def info(a: argparse.Namespace) -> int:
 
     files = resolve_model(a.model)
     device = resolve_device(a.device)
-    entries = {**{f"generator ({v})": p for v, p in files.generators.items()}}
+    entries = {f"generator ({v})": p for v, p in files.generators.items()}
     if files.discriminator:
         entries["discriminator"] = files.discriminator
     if not entries:
-        raise GansampleError(f"--model: {a.model!r} has no ONNX files")
-    report: dict = {"model": files.name, "folder": str(files.folder),
-                    "providers_available": ort.get_available_providers(),
-                    "cuda_usable": cuda_status()[0], "cuda_note": cuda_status()[1],
-                    "files": {}}
+        raise GansampleError(f"model: {a.model!r} has no ONNX files", "model")
+    report: dict[str, Any] = {"model": files.name, "folder": str(files.folder),
+                              "providers_available": ort.get_available_providers(),
+                              "cuda_usable": cuda_status()[0], "cuda_note": cuda_status()[1], "files": {}}
     meta = None
     for label, path in entries.items():
         s = Session(path, device)
         meta = meta or s.info
         d = s.describe()
         report["files"][label] = {"file": path.name, "size_mb": round(path.stat().st_size / 1e6, 3),
-                                  "provider": d["provider"], "variant": s.info.variant,
-                                  "output": s.info.output,
+                                  "provider": d["provider"], "variant": s.info.variant, "output": s.info.output,
                                   "inputs": [f"{n} {t} {sh}" for n, t, sh in d["inputs"]],
                                   "outputs": [f"{n} {t} {sh}" for n, t, sh in d["outputs"]]}
     assert meta is not None
@@ -187,6 +154,11 @@ def info(a: argparse.Namespace) -> int:
     if a.format == "json":
         print(json.dumps(report, indent=2))
         return 0
+    _print_info(report, files)
+    return 0
+
+
+def _print_info(report: dict[str, Any], files: Any) -> None:
     m = report["metadata"]
     print(f"model:      {files.name}  ({files.folder})")
     print(f"image:      {m['img_resolution']}x{m['img_resolution']}, {m['img_channels']} channel(s); z_dim {m['z_dim']}")
@@ -206,4 +178,78 @@ def info(a: argparse.Namespace) -> int:
         # A discriminator's metadata "output" names the image layout it takes.
         layout = f"raw logits; images in as {f['output']}" if label == "discriminator" else f["output"]
         print(f"    out: {'; '.join(f['outputs'])}  [{layout}]")
+
+
+# --- evaluate ------------------------------------------------------------------------------
+def evaluate(a: argparse.Namespace) -> int:
+    from .evaluate import evaluate as run_evaluation
+    from .generator import Generator
+
+    g = Generator(a.model, device=a.device, threads=a.threads)
+    rep = run_evaluation(g, n=a.n, psi=g.check_psi(a.trunc), features=a.features, dataset=a.dataset,
+                         device=a.device, data_dir=a.data_dir).as_dict()
+    if a.format == "json":
+        print(json.dumps({"model": g.name, **rep}, indent=2))
+        return 0
+    print(f"model {g.name}: {rep['n_fake']} samples vs {rep['n_real']} real test images")
+    for k in ("frechet_distance", "precision", "recall", "density", "coverage", "class_accuracy"):
+        if rep.get(k) is not None:
+            print(f"  {k:<17} {rep[k]:.4f}")
+    if rep["recognised_histogram"]:
+        print(f"  recognised classes {rep['recognised_histogram']}")
+    return 0
+
+
+# --- app ---------------------------------------------------------------------------------------
+def app(a: argparse.Namespace) -> int:
+    try:
+        import gradio  # noqa: F401
+    except ModuleNotFoundError:
+        raise _install_hint("app", "gradio") from None
+    from .ui import main
+    return main(a.args)
+
+
+# --- export ----------------------------------------------------------------------------------
+def export(a: argparse.Namespace) -> int:
+    try:
+        from .training.export import export_checkpoint
+    except ModuleNotFoundError as e:
+        raise _install_hint("train", e.name or "torch") from None
+    report = export_checkpoint(a.checkpoint, a.out, name=a.name, fp16=not a.no_fp16)
+    for f, size in report["files"].items():
+        print(f"{a.out.rstrip('/')}/{f}  {size / 1e6:.2f} MB")
+    print(f"parity vs PyTorch: generator max |diff| {report['generator_max_abs_diff']:.2e}, "
+          f"discriminator max |diff| {report['discriminator_max_abs_diff']:.2e}")
+    return 0
+
+
+# --- train -------------------------------------------------------------------------------
+def train(a: argparse.Namespace) -> int:
+    try:
+        from .training.config import RESUMABLE, TrainConfig, apply_overrides
+        from .training.train import img_per_s, train as run_training
+    except ModuleNotFoundError as e:
+        raise _install_hint("train", e.name or "torch") from None
+    if a.resume and (a.data or a.resolution or a.conditional or a.recipe):
+        raise GansampleError("--resume: continues a run with its own config; only --steps may be "
+                             "given with it (not --data, --resolution, --conditional or --recipe)")
+    named = [o.split("=", 1)[0].strip().replace("-", "_") for o in a.overrides]  # keys given with --set
+    if a.resume:
+        fixed = [k for k in named if k not in RESUMABLE]
+        if fixed:
+            raise GansampleError(f"--set {fixed[0]}: cannot change when resuming; only these can: "
+                                 f"{', '.join(RESUMABLE)}")
+    cfg = TrainConfig()
+    given = {"data": a.data, "data_dir": a.data_dir, "steps": a.steps, "resolution": a.resolution,
+             "batch_size": a.batch_size, "seed": a.seed, "device": a.device, "recipe": a.recipe}
+    for k, v in given.items():
+        if v is not None:
+            setattr(cfg, k, v)
+    cfg.conditional = a.conditional
+    cfg.download = a.download
+    cfg = apply_overrides(cfg, a.overrides)
+    run = run_training(cfg, a.outdir, resume=a.resume, progress=not a.quiet, steps=a.steps,
+                       given=named + (["device"] if a.device else []))
+    print(f"run folder: {run}  ({img_per_s(run):.1f} img/s)")
     return 0

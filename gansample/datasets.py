@@ -150,7 +150,7 @@ def download(name: str, dest: Path | None = None, base_url: str | None = None) -
 
 def known_dataset(name: str) -> DatasetInfo:
     if name not in KNOWN:
-        raise bad_value("--data", name, f"known dataset names: {', '.join(sorted(KNOWN))} "
+        raise bad_value("data", name, f"known dataset names: {', '.join(sorted(KNOWN))} "
                         "(or a folder of images, or an IDX images file)")
     return KNOWN[name]
 

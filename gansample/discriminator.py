@@ -13,7 +13,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from . import latents as lat
-from .errors import GansampleError, bad_value
+from .errors import GansampleError, bad_value, check_count
 from .generator import Generator
 from .images import IMAGE_EXTENSIONS, ImageLoadError, find_images, is_grayscale, open_image, preprocess
 from .registry import resolve_model
@@ -50,10 +50,16 @@ class ScoreResult:
         return sorted(self.scored, key=lambda r: -r.score)  # type: ignore[operator]
 
 
-def expand_paths(items: Iterable[str]) -> list[tuple[str, str]]:
+MAX_FILES = 1_000_000  # files in one score call
+MAX_CANDIDATES = 2_000_000  # seeds a filter may score (their scores are kept)
+
+
+def expand_paths(items: Iterable[str], limit: int = MAX_FILES) -> list[tuple[str, str]]:
     """Files, folders (recursive) and globs -> [(path, error)], in the given order."""
     out: list[tuple[str, str]] = []
     for item in items:
+        if len(out) > limit:
+            raise bad_value("paths", f"<more than {limit} files>", f"at most {limit} files in one call")
         if any(ch in item for ch in "*?[") and not os.path.exists(item):
             matches = sorted(glob.glob(item, recursive=True))
             if not matches:
@@ -78,11 +84,12 @@ class Discriminator:
                  threads: int | None = None, batch_size: int = 64) -> None:
         files = resolve_model(model)
         if files.discriminator is None:
-            raise bad_value("--model", str(model), f"a model with discriminator.onnx; {files.folder} has none")
+            raise bad_value("model", str(model), f"a model with discriminator.onnx; {files.folder} has none")
+        batch_size = check_count("batch_size", batch_size, 1, 65_536)
         self.session = Session(files.discriminator, device, threads)
         self.info = self.session.info
         if self.info.role != "discriminator":
-            raise bad_value("--model", str(files.discriminator), f"a discriminator; its role is {self.info.role!r}")
+            raise bad_value("model", str(files.discriminator), f"a discriminator; its role is {self.info.role!r}")
         self.batch_size = batch_size
         self.name = self.info.name or files.name
 
@@ -99,12 +106,12 @@ class Discriminator:
         if self.info.conditional:
             if labels is None:
                 raise bad_value("labels", None, "this discriminator is class-conditional: pass labels")
-            labels = np.asarray(labels, dtype=np.int64)
+        ys = np.asarray(labels, dtype=np.int64) if labels is not None else None
         out = []
         for i in range(0, len(images), self.batch_size):
             feeds = {"images": to_float(images[i:i + self.batch_size])}
-            if labels is not None:
-                feeds["label"] = labels[i:i + self.batch_size]
+            if ys is not None:
+                feeds["label"] = ys[i:i + self.batch_size]
             out.append(self.session.run(feeds))
         return np.concatenate(out).astype(np.float32) if out else np.zeros(0, np.float32)
 
@@ -116,7 +123,7 @@ class Discriminator:
 
     def load(self, path: str) -> np.ndarray:
         """One file -> uint8 [H, W, C] with the training preprocessing; ImageLoadError if unusable."""
-        img = open_image(path)
+        img = open_image(path, target=self.info.img_resolution)
         if self.info.img_channels == 1 and not is_grayscale(img):
             rgb = np.asarray(img.convert("RGB"), dtype=np.int16)
             if np.abs(rgb - rgb[:, :, :1]).max() > 8:
@@ -125,18 +132,21 @@ class Discriminator:
         return preprocess(img, self.info.img_resolution, self.info.img_channels)
 
     def score_files(self, items: Iterable[str], cls: int | None = None) -> ScoreResult:
-        """Score files, folders and globs; unusable files get a message and do not stop the rest."""
-        rows: list[FileScore] = []
-        good: list[tuple[int, np.ndarray]] = []
-        for path, error in expand_paths(items):
-            if not error:
+        """Score files, folders and globs; unusable files get a message and do not stop the
+        rest. Files are read and scored a batch at a time, so memory is flat in their number."""
+        rows = [FileScore(path, None, None, error) for path, error in expand_paths(items)]
+        todo = [i for i, r in enumerate(rows) if not r.error]
+        for start in range(0, len(todo), self.batch_size):
+            good: list[tuple[int, np.ndarray]] = []
+            for i in todo[start:start + self.batch_size]:
                 try:
-                    good.append((len(rows), self.load(path)))
+                    good.append((i, self.load(rows[i].path)))
                 except ImageLoadError as e:
-                    error = str(e)
-            rows.append(FileScore(path, None, None, error))
-        if good:
+                    rows[i].error = str(e)
+            if not good:
+                continue
             imgs = np.stack([g[1] for g in good])
+            labels: np.ndarray | None
             if self.info.conditional and cls is None:
                 scores, labels = self.best_class_logits(imgs)
             else:
@@ -175,7 +185,7 @@ def parse_filter(spec: str) -> tuple[str, float]:
                 return "drs", p
     except ValueError:
         pass
-    raise bad_value("--filter", spec, "top:F with 0 < F <= 1 (e.g. top:0.5), or drs, or drs:P with "
+    raise bad_value("filter", spec, "top:F with 0 < F <= 1 (e.g. top:0.5), or drs, or drs:P with "
                     "0 <= P <= 100 (the percentile that sets DRS's gamma)")
 
 
@@ -235,9 +245,13 @@ def filter_seeds(g: Generator, d: Discriminator, method: str, param: float, n: i
     if (n is None) == (seeds is None):
         raise GansampleError("filter_seeds: give n or seeds")
     if d.info.num_classes != g.info.num_classes or d.info.img_resolution != g.info.img_resolution:
-        raise GansampleError("--filter: the discriminator does not match the generator (classes or resolution)")
+        raise GansampleError("filter: the discriminator does not match the generator (classes or resolution)", "filter")
     if method == "top":
-        pool = seeds if seeds is not None else list(range(math.ceil(n / param)))  # type: ignore[operator]
+        size = len(seeds) if seeds is not None else math.ceil(n / param)  # type: ignore[operator]
+        if size > MAX_CANDIDATES:
+            raise bad_value("filter", f"top:{param:g}", f"a fraction that needs at most {MAX_CANDIDATES} "
+                            f"candidates; {size} are needed here")
+        pool = list(seeds) if seeds is not None else list(range(size))
         keep_n = n if n is not None else max(1, round(len(pool) * param))
         scores, labels = _candidate_scores(g, d, pool, psi, cls)
         order = np.argsort(within_class_rank(scores, labels), kind="stable")[:keep_n]
@@ -255,7 +269,7 @@ def filter_seeds(g: Generator, d: Discriminator, method: str, param: float, n: i
         sc = calib[calib_y == c]
         max_logit[int(c)] = float(sc.max())
         gamma[int(c)] = float(np.percentile(drs_f(sc, max_logit[int(c)]), param))
-    limit = max_candidates or (100 * n if n is not None else len(seeds or []))
+    limit = min(max_candidates or (100 * n if n is not None else len(seeds or [])), MAX_CANDIDATES)
     cand: list[int] = []
     scores_all: list[float] = []
     kept_all: list[bool] = []
@@ -275,7 +289,7 @@ def filter_seeds(g: Generator, d: Discriminator, method: str, param: float, n: i
             break
     kept = np.array(kept_all, bool)
     if n is not None and kept.sum() < n:
-        raise GansampleError(f"--filter drs: accepted only {int(kept.sum())} of {len(cand)} candidates "
-                             f"(limit {limit}); use a lower percentile (drs:P with smaller P)")
+        raise GansampleError(f"filter drs: accepted only {int(kept.sum())} of {len(cand)} candidates "
+                             f"(limit {limit}); use a lower percentile (drs:P with smaller P)", "filter")
     return FilterResult([s for s, k in zip(cand, kept) if k], cand, np.array(scores_all), kept,
                         f"drs:{param:g}", float(kept.mean()), {"gamma": gamma, "max_logit": max_logit})

@@ -25,13 +25,13 @@ def evaluate(model: str | os.PathLike[str] | Generator | None = None, n: int = 1
     split in the feature space of the dataset's classifier. Pass ``images`` (uint8
     [N, H, W, C]) to evaluate a given set instead, e.g. a filtered one."""
     if n < 10:
-        raise bad_value("--n", n, "expected an integer >= 10")
+        raise bad_value("n", n, "expected an integer >= 10")
     g = model if isinstance(model, Generator) else Generator(model, device=device)
     dataset = dataset or g.info.dataset
     if not dataset:
-        raise GansampleError("--dataset: the model does not record its dataset; pass --dataset NAME")
+        raise GansampleError("dataset: the model does not record its dataset; pass --dataset NAME", "dataset")
     if dataset not in datasets.KNOWN:
-        raise bad_value("--dataset", dataset, f"a dataset with real test data: {', '.join(sorted(datasets.KNOWN))}")
+        raise bad_value("dataset", dataset, f"a dataset with real test data: {', '.join(sorted(datasets.KNOWN))}")
     fx = FeatureExtractor(features or features_path(dataset), device=device)
     if images is None:
         res = g.sample(n=n, psi=psi)

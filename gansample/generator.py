@@ -9,13 +9,17 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from . import latents as lat
-from .errors import bad_value
-from .metadata import FLOAT_NCHW, ModelInfo
+from .errors import bad_value, check_count
+from .metadata import FLOAT_NCHW, QUANT_OFFSET, QUANT_SCALE, ModelInfo
 from .registry import ModelFiles, resolve_model
 from .session import Device, Session, resolve_device
 
 VARIANTS = ("auto", "fp32", "uint8", "fp16")  # "mix" is used through Generator.run_mix
 PSI_RANGE = (0.0, 2.0)
+MAX_BATCH = 65_536
+# sample() holds every image in memory at once: above this many bytes of images it refuses
+# and points to iter_samples(), which keeps memory flat.
+MAX_SAMPLE_BYTES = 2 * 2**30
 
 
 @dataclass
@@ -36,7 +40,7 @@ class SampleResult:
         return to_pil(self.images[i])
 
 
-def class_index(info: ModelInfo, cls: int | str, arg: str = "--class", model: str = "") -> int:
+def class_index(info: ModelInfo, cls: int | str, arg: str = "cls", model: str = "") -> int:
     """A class given by index or (case-insensitive) name -> its index, or a clear error."""
     if not info.conditional:
         raise bad_value(arg, cls, f"model {model or info.name!r} is unconditional: it takes no class")
@@ -46,15 +50,19 @@ def class_index(info: ModelInfo, cls: int | str, arg: str = "--class", model: st
         if cls.lower() not in folded:
             raise bad_value(arg, cls, f"class names: {', '.join(names)} (or an index 0-{len(names) - 1})")
         return folded[cls.lower()]
-    idx = int(cls)
+    try:
+        idx = int(cls)
+    except (TypeError, ValueError, OverflowError):
+        raise bad_value(arg, cls, f"a class index 0-{info.num_classes - 1} or a name: {', '.join(names)}") from None
     if not 0 <= idx < info.num_classes:
         raise bad_value(arg, cls, f"a class index 0-{info.num_classes - 1} or a name: {', '.join(names)}")
     return idx
 
 
 def quantize(x: np.ndarray) -> np.ndarray:
-    """float32 NCHW in [-1, 1] -> uint8 NHWC, exactly as the uint8 graph variant does."""
-    y = np.clip(x * np.float32(127.5) + np.float32(128.0), 0.0, 255.0).astype(np.uint8)
+    """float32 NCHW in [-1, 1] -> uint8 NHWC by metadata.QUANTIZE_RULE, exactly as the
+    uint8 graph variant does."""
+    y = np.clip(x * np.float32(QUANT_SCALE) + np.float32(QUANT_OFFSET), 0.0, 255.0).astype(np.uint8)
     return np.ascontiguousarray(y.transpose(0, 2, 3, 1))
 
 
@@ -71,11 +79,12 @@ class Generator:
                  spinning: bool = True) -> None:
         if variant not in VARIANTS:
             raise bad_value("variant", variant, f"valid: {', '.join(VARIANTS)}")
-        if batch_size < 1:
-            raise bad_value("--batch-size", batch_size, "expected an integer >= 1")
+        batch_size = check_count("batch_size", batch_size, 1, MAX_BATCH)
+        if threads is not None:
+            threads = check_count("threads", threads, 1, 1024)
         self.files: ModelFiles = resolve_model(model)
         if not self.files.generators:
-            raise bad_value("--model", str(model), "a model with a generator (generator*.onnx)")
+            raise bad_value("model", str(model), "a model with a generator (generator*.onnx)")
         self.device: Device = resolve_device(device)
         path = self._pick(variant)
         # spinning: onnxruntime's worker threads busy-wait between parallel sections (its
@@ -85,7 +94,11 @@ class Generator:
         self.session = Session(path, self.device, threads, spinning)
         self.info: ModelInfo = self.session.info
         if self.info.role != "generator":
-            raise bad_value("--model", str(path), f"a generator; this model's role is {self.info.role!r}")
+            raise bad_value("model", str(path), f"a generator; this model's role is {self.info.role!r}")
+        if self.info.variant == "mix":
+            raise bad_value("model", str(path), "a generator that takes class labels; this file is the "
+                            "class-blending variant (z + class_weights), used by interpolate: pass its "
+                            "model folder or generator.onnx")
         self.batch_size = batch_size
 
     def _pick(self, variant: str):
@@ -114,10 +127,11 @@ class Generator:
         return self.info.class_names or [str(i) for i in range(self.info.num_classes)]
 
     # --- argument handling -------------------------------------------------------------
-    def class_index(self, cls: int | str, arg: str = "--class") -> int:
+    def class_index(self, cls: int | str, arg: str = "cls") -> int:
         return class_index(self.info, cls, arg, self.name)
 
     def labels_for(self, seeds: Sequence[int], cls: "int | str | None") -> np.ndarray | None:
+        """Labels for a batch of seeds: ``cls`` for all, or each seed's own class."""
         if not self.info.conditional:
             if cls is not None:
                 self.class_index(cls)  # raises: unconditional
@@ -131,34 +145,42 @@ class Generator:
         try:
             psi = float(psi)
         except (TypeError, ValueError):
-            raise bad_value("--trunc", psi, f"a number in [{PSI_RANGE[0]}, {PSI_RANGE[1]}]") from None
+            raise bad_value("psi", psi, f"a number in [{PSI_RANGE[0]}, {PSI_RANGE[1]}]") from None
         if not PSI_RANGE[0] <= psi <= PSI_RANGE[1] or psi != psi:
-            raise bad_value("--trunc", psi, f"a number in [{PSI_RANGE[0]}, {PSI_RANGE[1]}] "
+            raise bad_value("psi", psi, f"a number in [{PSI_RANGE[0]}, {PSI_RANGE[1]}] "
                             "(1 = no truncation, smaller = less varied, more typical)")
         return psi
 
     @staticmethod
-    def seed_list(seeds: "Sequence[int] | str | None", n: int | None) -> list[int]:
+    def seed_list(seeds: "Sequence[int] | str | None", n: int | None, limit: int | None = None) -> Sequence[int]:
+        """The seeds to sample: a seed string (kept as ranges), a sequence, or 0..n-1.
+        With ``limit``, more seeds than that are refused before anything is built."""
         if seeds is not None and n is not None:
             raise bad_value("seeds", seeds, "give either seeds or n, not both")
         if isinstance(seeds, str):
-            return lat.parse_seeds(seeds)
-        if seeds is not None:
-            out = [int(s) for s in seeds]
-            if any(s < 0 or s > lat.MAX_SEED for s in out):
-                raise bad_value("--seeds", seeds, f"seeds in 0-{lat.MAX_SEED}")
-            return out
-        if n is None:
-            n = 1
-        if isinstance(n, bool) or int(n) < 1:
-            raise bad_value("-n", n, "expected an integer >= 1")
-        return list(range(int(n)))
+            return lat.parse_seeds(seeds, "seeds", limit)
+        if isinstance(seeds, (lat.Seeds, range)):
+            out: Sequence[int] = seeds
+        elif seeds is not None:
+            if limit is not None and len(seeds) > limit:
+                raise bad_value("seeds", f"<{len(seeds)} seeds>", f"at most {limit} seeds here")
+            try:
+                out = [int(s) for s in seeds]
+            except (TypeError, ValueError, OverflowError):
+                raise bad_value("seeds", seeds, f"integer seeds in 0-{lat.MAX_SEED}") from None
+        else:
+            out = lat.Seeds([range(check_count("n", 1 if n is None else n, 1, limit))])
+        if len(out) and (min(out) < 0 or max(out) > lat.MAX_SEED):
+            raise bad_value("seeds", seeds, f"seeds in 0-{lat.MAX_SEED}")
+        return out
 
     # --- sampling ----------------------------------------------------------------------
     def run(self, z: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
         """Latents [N, z_dim] (+ labels [N]) -> uint8 [N, H, W, C], in batches."""
         if z.ndim != 2 or z.shape[1] != self.info.z_dim:
             raise bad_value("latents", z.shape, f"shape [N, {self.info.z_dim}]")
+        if not np.isfinite(z).all():
+            raise bad_value("latents", "non-finite values", "finite numbers (no NaN or inf)")
         if self.info.conditional and labels is None:
             raise bad_value("labels", None, "this model is class-conditional and needs labels")
         feeds = {"z": z.astype(np.float32, copy=False)}
@@ -186,7 +208,7 @@ class Generator:
         """Latents + class weights [N, num_classes] (soft labels) -> uint8 images, through
         the model's generator_mix.onnx (conditional models exported by gansample)."""
         if "mix" not in self.files.generators:
-            raise bad_value("--model", self.name, "a conditional model exported with generator_mix.onnx "
+            raise bad_value("model", self.name, "a conditional model exported with generator_mix.onnx "
                             "(needed to blend classes)")
         if not hasattr(self, "_mix"):
             self._mix = Session(self.files.generators["mix"], self.device, self.session_threads, self.spinning)
@@ -202,21 +224,34 @@ class Generator:
         ``s % num_classes``. ``psi`` is the truncation factor."""
         psi = self.check_psi(psi)
         if latents is not None:
-            z = lat.truncate(np.asarray(latents, dtype=np.float32), psi)
+            z = np.asarray(latents, dtype=np.float32)
+            self._check_size("latents", len(z) if z.ndim else 0)
+            z = lat.truncate(z, psi)
             ys = None
             if self.info.conditional:
                 if labels is None and cls is None:
                     raise bad_value("labels", None, "this model is class-conditional: pass labels or cls")
                 ys = (np.asarray(labels, dtype=np.int64) if labels is not None
-                      else np.full(len(z), self.class_index(cls), np.int64))
+                      else np.full(len(z), self.class_index(cls), np.int64) if cls is not None else None)
+                assert ys is not None
+                if ys.shape != (len(z),):
+                    raise bad_value("labels", f"shape {list(ys.shape)}", f"one label per latent: shape [{len(z)}]")
                 bad = ys[(ys < 0) | (ys >= self.info.num_classes)]
                 if len(bad):
                     raise bad_value("labels", int(bad[0]), f"class indices 0-{self.info.num_classes - 1}")
             return SampleResult(self.run(z, ys), None, z, ys, psi)
         chosen = self.seed_list(seeds, n)
+        self._check_size("seeds" if seeds is not None else "n", len(chosen))
+        chosen = list(chosen)
         z = lat.truncate(lat.latents_for_seeds(chosen, self.info.z_dim), psi)
         ys = self.labels_for(chosen, cls)
         return SampleResult(self.run(z, ys), chosen, z, ys, psi)
+
+    def _check_size(self, arg: str, count: int) -> None:
+        per_image = self.info.img_resolution ** 2 * self.info.img_channels
+        if count * per_image > MAX_SAMPLE_BYTES:
+            raise bad_value(arg, f"<{count} images>", f"at most {MAX_SAMPLE_BYTES // per_image} images in one "
+                            "sample() call (they are held in memory); use iter_samples() for more")
 
     def iter_samples(self, seeds: "Sequence[int] | str | None" = None, n: int | None = None,
                      psi: float = 1.0, cls: "int | str | None" = None,
@@ -224,10 +259,10 @@ class Generator:
         """Like :meth:`sample`, but yields one result per batch: memory stays flat in n."""
         psi = self.check_psi(psi)
         chosen = self.seed_list(seeds, n)
-        self.labels_for(chosen[:1], cls)  # validate cls before starting
-        step = chunk or self.batch_size
-        for i in range(0, len(chosen), step):
-            part = chosen[i:i + step]
+        self.labels_for(list(chosen[:1]), cls)  # validate cls before starting
+        step = check_count("chunk", chunk, 1, MAX_BATCH) if chunk is not None else self.batch_size
+        for part in lat.chunks(chosen, step):
             z = lat.truncate(lat.latents_for_seeds(part, self.info.z_dim), psi)
             ys = self.labels_for(part, cls)
             yield SampleResult(self.run(z, ys), part, z, ys, psi)
+

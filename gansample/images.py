@@ -1,27 +1,29 @@
-"""Image I/O: loading images with the training preprocessing, grids, atomic writes."""
+"""Image reading (any mode and bit depth, as a viewer shows it; sizes checked from the
+header before decoding), the training preprocessing, grids and PNG encoding. Writing
+files is gansample.output's job."""
 
 from __future__ import annotations
 
 import io
 import os
-import tempfile
-import threading
 import warnings
-from collections import deque
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
-from .errors import GansampleError
-
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
-# Decompression-bomb guard: refuse anything above this many pixels before decoding.
-MAX_PIXELS = 64_000_000
-_GRAY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
+# Decompression-bomb guards, checked from the header before anything is decoded: the
+# pixel count, and the bytes the decoded image and its conversion to RGBA would take
+# (an 8 kB palette PNG of 7999x7999 pixels passes a 64-megapixel cap but needed 1.3 GB
+# to convert and score).
+MAX_PIXELS = 40_000_000
+MAX_DECODED_BYTES = 100 * 2**20
+MAX_FILE_BYTES = 64 * 2**20
+_GRAY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"}
+_BYTES_PER_PIXEL = {"1": 1, "L": 1, "P": 1, "LA": 2, "La": 2, "PA": 2, "RGB": 3, "YCbCr": 3, "LAB": 3, "HSV": 3,
+                    "RGBA": 4, "RGBa": 4, "RGBX": 4, "CMYK": 4, "I": 4, "F": 4, "I;16": 2, "I;16L": 2,
+                    "I;16B": 2, "I;16N": 2}
 
 
 class ImageLoadError(Exception):
@@ -34,9 +36,24 @@ def find_images(root: str | os.PathLike[str]) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
 
 
-def open_image(path: str | os.PathLike[str] | bytes) -> Image.Image:
-    """Open and fully decode an image, turning every failure into ImageLoadError."""
-    src = io.BytesIO(path) if isinstance(path, bytes) else path
+def open_image(path: str | os.PathLike[str] | bytes, target: int | None = None) -> Image.Image:
+    """Open and fully decode an image, as a viewer shows it (EXIF orientation applied,
+    16-bit and float images scaled to 8 bits), turning every failure into
+    ImageLoadError. File size, pixel count and decoded bytes are checked before
+    decoding. ``target``: the side the image will be reduced to, which lets JPEG decode
+    at a reduced scale."""
+    if isinstance(path, bytes):
+        if len(path) > MAX_FILE_BYTES:
+            raise ImageLoadError(f"file too large ({len(path)} bytes; limit {MAX_FILE_BYTES})")
+        src: io.BytesIO | str | os.PathLike[str] = io.BytesIO(path)
+    else:
+        src = path
+        try:
+            size = os.path.getsize(path)
+        except OSError as e:
+            raise ImageLoadError(f"cannot read the file ({e.strerror or e})") from None
+        if size > MAX_FILE_BYTES:
+            raise ImageLoadError(f"file too large ({size} bytes; limit {MAX_FILE_BYTES})")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -44,7 +61,15 @@ def open_image(path: str | os.PathLike[str] | bytes) -> Image.Image:
             w, h = img.size
             if w * h > MAX_PIXELS:
                 raise ImageLoadError(f"image too large ({w}x{h} = {w * h} pixels; limit {MAX_PIXELS})")
+            if target and img.format == "JPEG":
+                img.draft("RGB" if img.mode not in _GRAY_MODES else "L", (target, target))
+                w, h = img.size
+            decoded = w * h * max(_BYTES_PER_PIXEL.get(img.mode, 4), 4)  # RGBA after conversion
+            if decoded > MAX_DECODED_BYTES:
+                raise ImageLoadError(f"image too large to decode ({w}x{h} {img.mode} needs {decoded >> 20} MB; "
+                                     f"limit {MAX_DECODED_BYTES >> 20} MB)")
             img.load()
+            viewed = _as_viewed(img)
     except ImageLoadError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
@@ -53,6 +78,23 @@ def open_image(path: str | os.PathLike[str] | bytes) -> Image.Image:
         raise ImageLoadError("not an image file Pillow can read") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise ImageLoadError(f"broken or truncated image ({e})") from None
+    return viewed
+
+
+def _as_viewed(img: Image.Image) -> Image.Image:
+    """Orientation and bit depth as an image viewer shows them. A 16-bit grayscale PNG
+    holds 0..65535; converting it with Pillow's convert("L") clips to 255 (all white),
+    so high-bit-depth and float images are scaled to 8 bits here instead."""
+    img = ImageOps.exif_transpose(img) or img
+    if img.mode.startswith("I;16") or img.mode == "I":
+        a = np.asarray(img).astype(np.int64)
+        top = 65535 if (img.mode.startswith("I;16") or a.max(initial=0) > 255) else 255
+        a = np.clip(np.rint(a * (255.0 / top)), 0, 255).astype(np.uint8)
+        return Image.fromarray(a, "L")
+    if img.mode == "F":
+        a = np.nan_to_num(np.asarray(img, dtype=np.float64))
+        ftop = 1.0 if a.max(initial=0) <= 1.0 else 255.0
+        return Image.fromarray(np.clip(np.rint(a * (255.0 / ftop)), 0, 255).astype(np.uint8), "L")
     return img
 
 
@@ -64,16 +106,18 @@ def preprocess(img: Image.Image, resolution: int, channels: int) -> np.ndarray:
     """Centre-crop to a square, resize to ``resolution`` and convert to ``channels``
     (1 = grayscale, 3 = RGB). Returns uint8 [H, W, C]. This is the one preprocessing
     used for training data and for images scored by the discriminator."""
-    if img.mode in ("RGBA", "LA", "P", "PA"):
+    # Crop first: the conversions below then touch only the square that is kept.
+    w, h = img.size
+    s = min(w, h)
+    left, top = (w - s) // 2, (h - s) // 2
+    if (w, h) != (s, s):
+        img = img.crop((left, top, left + s, top + s))
+    if img.mode in ("RGBA", "LA", "La", "RGBa", "PA") or (img.mode == "P" and "transparency" in img.info):
         # Composite transparency onto white, as a viewer would show it.
         rgba = img.convert("RGBA")
         bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         img = Image.alpha_composite(bg, rgba)
     img = img.convert("L" if channels == 1 else "RGB")
-    w, h = img.size
-    s = min(w, h)
-    left, top = (w - s) // 2, (h - s) // 2
-    img = img.crop((left, top, left + s, top + s))
     if s != resolution:
         img = img.resize((resolution, resolution), Image.Resampling.LANCZOS)
     arr = np.asarray(img, dtype=np.uint8)
@@ -98,55 +142,6 @@ def to_pil(image: np.ndarray) -> Image.Image:
     return Image.fromarray(image[:, :, 0] if image.shape[2] == 1 else image)
 
 
-def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp_path)`` on a temporary file beside ``path``, then rename it into
-    place: readers never see a half-written file."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file normal permissions
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def ensure_outdir(path: str | os.PathLike[str], arg: str = "--outdir") -> Path:
-    """Create the folder (and parents) and check it is writable, or raise a clear error."""
-    out = Path(path)
-    if out.exists() and not out.is_dir():
-        raise GansampleError(f"{arg}: got {str(path)!r}; it is an existing file, expected a folder")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=out, prefix=".probe-")
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as e:
-        raise GansampleError(f"{arg}: got {str(path)!r}; the folder is not writable ({e.strerror})") from None
-    return out
-
-
-def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to a temporary name beside ``path`` and rename it into place. The
-    temporary name is unique per process and thread, so no random names are needed."""
-    path = os.fspath(path)
-    tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)  # the umask applies
-    try:
-        try:
-            os.write(fd, data)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def encode_png(image: np.ndarray, compress_level: int = 1) -> bytes:
     """uint8 [H, W, C] -> PNG bytes. Low zlib effort: for small GAN samples level 1 is
     several times faster than the default and barely larger."""
@@ -155,54 +150,3 @@ def encode_png(image: np.ndarray, compress_level: int = 1) -> bytes:
     return buf.getvalue()
 
 
-def save_png(image: np.ndarray, path: str | os.PathLike[str], compress_level: int = 1) -> None:
-    """Write one uint8 [H, W, C] image as PNG, atomically."""
-    write_bytes_atomic(path, encode_png(image, compress_level))
-
-
-def save_pngs(images: "np.ndarray | list[np.ndarray]", paths: "list[str] | list[Path]",
-              compress_level: int = 1) -> None:
-    """Write a batch of uint8 [H, W, C] images as PNG files, each atomically."""
-    for image, path in zip(images, paths):
-        save_png(image, path, compress_level)
-
-
-class PngWriter:
-    """Encode and write PNG files on worker threads while the caller runs inference
-    (onnxruntime releases the GIL while it runs; Pillow's encoder and the file system
-    calls release it too). One task per batch keeps the hand-off cost per image small,
-    and at most ``max_pending`` batches are in flight, so memory stays flat however many
-    images pass through. ``workers=0`` writes in the calling thread.
-    """
-
-    def __init__(self, workers: int | None = None, max_pending: int = 8) -> None:
-        from concurrent.futures import ThreadPoolExecutor
-        self.pool = ThreadPoolExecutor(workers or os.cpu_count() or 2) if workers != 0 else None
-        self.pending: deque = deque()
-        self.max_pending = max_pending
-
-    def write(self, images: np.ndarray, paths: "list[Path]") -> None:
-        if self.pool is None:
-            save_pngs(images, paths)
-            return
-        self.pending.append(self.pool.submit(save_pngs, images, paths))
-        while len(self.pending) > self.max_pending:
-            self.pending.popleft().result()  # re-raises a failed write
-
-    def close(self) -> None:
-        if self.pool is None:
-            return
-        try:
-            while self.pending:
-                self.pending.popleft().result()
-        finally:
-            self.pool.shutdown(wait=True)
-
-    def __enter__(self) -> "PngWriter":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if exc[0] is not None:
-            for f in self.pending:
-                f.cancel()
-        self.close()

@@ -2,20 +2,30 @@
 
 from __future__ import annotations
 
+import io
+import itertools
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
 from . import latents as lat
-from .errors import GansampleError, bad_value
+from .errors import GansampleError, bad_value, check_count
 from .generator import Generator
-from .images import atomic_write, ensure_outdir, make_grid, save_png, to_pil
+from .images import make_grid, to_pil
+from .output import atomic_write, ensure_outdir, save_png
 
 METHODS = ("slerp", "lerp")
 OUTPUT_KINDS = (".gif", ".mp4", "folder")
+MAX_KEYFRAMES = 1_000
+MAX_STEPS = 10_000
+MAX_WALKS = 64
+MAX_FRAMES = 100_000
+# Every frame of a walk is held in memory (as it is for GIF and MP4 encoding): a walk's
+# frames may take at most this many bytes, checked before anything is generated.
+MAX_WALK_BYTES = 1 * 2**30
 
 
 @dataclass
@@ -30,6 +40,32 @@ class Interpolation:
 
     def __len__(self) -> int:
         return len(self.frames)
+
+
+def frame_count(n_keys: int, steps: int, loop: bool) -> int:
+    """How many frames a walk through ``n_keys`` keyframes has (see frame_times)."""
+    return (n_keys if loop else n_keys - 1) * steps + (0 if loop else 1)
+
+
+def check_walk(n_keys: int, steps: int, loop: bool, walks: int, resolution: int, channels: int,
+               max_frames: int = MAX_FRAMES, max_bytes: int = MAX_WALK_BYTES) -> int:
+    """Validate the size of a walk before any work; returns its frame count."""
+    if n_keys < 2:
+        raise bad_value("seeds", f"<{n_keys} seed(s)>", "at least two keyframe seeds, e.g. 3,17,42")
+    if n_keys > MAX_KEYFRAMES:
+        raise bad_value("seeds", f"<{n_keys} seeds>", f"at most {MAX_KEYFRAMES} keyframes")
+    frames = frame_count(n_keys, steps, loop)
+    if frames > max_frames:
+        raise bad_value("steps", steps, f"at most {max_frames} frames in all; {n_keys} keyframes x {steps} "
+                        f"steps make {frames}")
+    side = resolution + 2
+    cols = int(np.ceil(np.sqrt(walks))) if walks > 1 else 1
+    per_frame = (cols * side) * (int(np.ceil(walks / cols)) * side) * channels if walks > 1 else resolution ** 2 * channels
+    if frames * per_frame * (1 if walks == 1 else 2) > max_bytes:
+        raise bad_value("steps" if walks == 1 else "walks", steps if walks == 1 else walks,
+                        f"a walk whose frames fit in {max_bytes >> 20} MB; {frames} frames of "
+                        f"{per_frame} bytes do not (fewer steps, keyframes or walks)")
+    return frames
 
 
 def frame_times(n_keys: int, steps: int, loop: bool) -> list[tuple[int, int, float]]:
@@ -55,15 +91,17 @@ def interpolate(g: Generator, seeds: Sequence[int] | str, steps: int = 30, metho
     """Walk through the latents (and, for conditional models without ``cls``, the classes)
     of keyframe ``seeds``. ``walks`` > 1 adds walks whose keyframes are the seeds shifted
     by 1, 2, ...; they are tiled side by side in each frame."""
-    seed_list = lat.parse_seeds(seeds) if isinstance(seeds, str) else [int(s) for s in seeds]
+    seed_list = list(lat.parse_seeds(seeds, "seeds", MAX_KEYFRAMES) if isinstance(seeds, str)
+                     else g.seed_list(list(seeds), None, MAX_KEYFRAMES))
     if len(seed_list) < 2:
-        raise bad_value("--seeds", seeds, "at least two keyframe seeds, e.g. 3,17,42")
-    if int(steps) < 2:
-        raise bad_value("--steps", steps, "an integer >= 2 (frames per transition)")
+        raise bad_value("seeds", seeds, "at least two keyframe seeds, e.g. 3,17,42")
+    steps = check_count("steps", steps, 2, MAX_STEPS, "an integer (frames per transition)")
     if method not in METHODS:
-        raise bad_value("--method", method, f"valid: {', '.join(METHODS)}")
-    if walks < 1:
-        raise bad_value("--grid", walks, "an integer >= 1")
+        raise bad_value("method", method, f"valid: {', '.join(METHODS)}")
+    walks = check_count("walks", walks, 1, MAX_WALKS)
+    if max(seed_list) + walks - 1 > lat.MAX_SEED:
+        raise bad_value("walks", walks, f"walks whose shifted seeds stay <= {lat.MAX_SEED}")
+    check_walk(len(seed_list), steps, loop, walks, g.info.img_resolution, g.info.img_channels)
     psi = g.check_psi(psi)
     ncls = g.info.num_classes
     all_z, all_w, frames_per_walk, keyframes = [], [], [], []
@@ -89,7 +127,7 @@ def interpolate(g: Generator, seeds: Sequence[int] | str, steps: int = 30, metho
     else:
         frames = np.stack([make_grid(np.stack([fw[f] for fw in frames_per_walk]), cols=walks)
                            for f in range(len(frames_per_walk[0]))])
-    cw = np.stack(all_w) if all_w[0] is not None else None
+    cw = np.stack([w for w in all_w if w is not None]) if all_w[0] is not None else None
     return Interpolation(frames, np.stack(all_z), cw, keyframes, int(steps), method, loop)
 
 
@@ -99,58 +137,82 @@ def output_kind(out: str) -> str:
         return p.suffix.lower()
     if p.suffix == "" or out.endswith(os.sep) or p.is_dir():
         return "folder"
-    raise bad_value("--out", out, "a .gif or .mp4 file, or a folder for PNG frames (e.g. frames/)")
+    raise bad_value("out", out, "a .gif or .mp4 file, or a folder for PNG frames (e.g. frames/)")
 
 
-def check_output(out: str) -> str:
-    """Validate --out before any work: its kind, and that its folder can be written."""
+MAX_SCALE = 16
+
+
+def check_output(out: str, fps: float = 24.0, scale: int = 1) -> str:
+    """Validate the output options before any work: the kind of ``out`` and that its
+    folder can be written, ``fps`` and ``scale``."""
+    try:
+        fps_ok = 0 < float(fps) <= 100
+    except (TypeError, ValueError):
+        fps_ok = False
+    if not fps_ok:
+        raise bad_value("fps", fps, "a number in (0, 100]")
+    check_count("scale", scale, 1, MAX_SCALE, "an integer (upscaling factor)")
     kind = output_kind(out)
     p = Path(out)
-    ensure_outdir(p if kind == "folder" else p.parent, "--out")
+    ensure_outdir(p if kind == "folder" else p.parent, "out")
     if kind == ".mp4":
         try:
             import av  # noqa: F401
         except ModuleNotFoundError:
-            raise GansampleError("--out: MP4 needs the 'video' extra (PyAV): pip install 'gansample[video]'; "
-                                 "or write a .gif") from None
+            raise GansampleError("out: MP4 needs the 'video' extra (PyAV): pip install 'gansample[video]'; "
+                                 "or write a .gif", "out") from None
     return kind
 
 
 def save(result: Interpolation, out: str, fps: float = 24.0, scale: int = 1) -> Path:
-    """Write the frames as a GIF (Pillow), an MP4 (PyAV) or a folder of PNGs, atomically."""
-    kind = check_output(out)
-    frames = result.frames
-    if scale > 1:
-        frames = frames.repeat(scale, axis=1).repeat(scale, axis=2)
+    """Write the frames as a GIF (Pillow), an MP4 (PyAV) or a folder of PNGs, atomically.
+    Frames are upscaled one at a time (``scale``), so memory stays that of the walk."""
+    kind = check_output(out, fps, scale)
+    scale = int(scale)
+    if result.frames.nbytes * scale * scale > 4 * MAX_WALK_BYTES:
+        raise bad_value("scale", scale, f"a factor whose upscaled frames stay under {4 * MAX_WALK_BYTES >> 20} MB")
+
+    def frames() -> Iterator[np.ndarray]:
+        for f in result.frames:
+            yield f.repeat(scale, axis=0).repeat(scale, axis=1) if scale > 1 else f
     path = Path(out)
     if kind == "folder":
-        path.mkdir(parents=True, exist_ok=True)
-        for i, f in enumerate(frames):
+        ensure_outdir(path, "out")
+        for i, f in enumerate(frames()):
             save_png(f, path / f"frame{i:04d}.png")
         return path
-    path.parent.mkdir(parents=True, exist_ok=True)
     if kind == ".gif":
-        pils = [to_pil(f) for f in frames]
-        duration = max(20, int(round(1000 / fps)))  # GIF delays are in 10 ms units, 20 ms minimum
-        atomic_write(path, lambda tmp: pils[0].save(tmp, format="GIF", save_all=True, append_images=pils[1:],
-                                                    duration=duration, loop=0, optimize=False, disposal=1))
+        atomic_write(path, gif_bytes(frames(), fps))
         return path
-    atomic_write(path, lambda tmp: _write_mp4(frames, tmp, fps))
+    atomic_write(path, lambda tmp: _write_mp4(frames(), tmp, fps))
     return path
 
 
-def _write_mp4(frames: np.ndarray, path: Path, fps: float) -> None:
+def gif_bytes(frames: Iterable[np.ndarray], fps: float) -> bytes:
+    """Frames (uint8 [H, W, C]) -> an endlessly looping GIF."""
+    pils = [to_pil(f) for f in frames]
+    duration = max(20, int(round(1000 / fps)))  # GIF delays are in 10 ms units, 20 ms minimum
+    buf = io.BytesIO()
+    pils[0].save(buf, format="GIF", save_all=True, append_images=pils[1:], duration=duration, loop=0,
+                 optimize=False, disposal=1)
+    return buf.getvalue()
+
+
+def _write_mp4(frames: Iterable[np.ndarray], path: Path, fps: float) -> None:
     import fractions
 
     import av
-    h, w = frames.shape[1:3]
+    it = iter(frames)
+    first = next(it)
+    h, w = first.shape[:2]
     # H.264 with yuv420p needs even sizes: pad by one pixel where needed.
     ph, pw = h + h % 2, w + w % 2
     with av.open(str(path), mode="w", format="mp4") as container:
         stream = container.add_stream("libx264", rate=fractions.Fraction(fps).limit_denominator(1000))
         stream.width, stream.height, stream.pix_fmt = pw, ph, "yuv420p"
         stream.options = {"crf": "18"}
-        for f in frames:
+        for f in itertools.chain([first], it):
             rgb = np.repeat(f, 3, axis=2) if f.shape[2] == 1 else f
             if (ph, pw) != (h, w):
                 rgb = np.pad(rgb, ((0, ph - h), (0, pw - w), (0, 0)), mode="edge")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import re
+from typing import Iterable, Iterator, Sequence, overload
 
 import numpy as np
 
@@ -10,24 +13,113 @@ from .errors import bad_value
 
 SEED_RULE = "z = numpy.random.RandomState(seed).randn(z_dim).astype(float32); label = seed % num_classes"
 MAX_SEED = 2**32 - 1
-_PART = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$")
+_PART = re.compile(r"^\s*(\d{1,10})\s*(?:-\s*(\d{1,10})\s*)?$")
 
 
-def parse_seeds(text: str, arg: str = "--seeds") -> list[int]:
-    """StyleGAN seed syntax: ``0-63``, ``1,5,9``, ``0-9,100`` (ranges are inclusive)."""
-    seeds: list[int] = []
-    if not str(text).strip():
+class Seeds(Sequence[int]):
+    """An ordered seed list kept as ranges: ``0-4294967295`` costs a few bytes, not a
+    list of four billion ints. Indexing, ``len`` and iteration work as for a list;
+    :meth:`chunks` yields lists of at most ``size`` seeds for batched work."""
+
+    def __init__(self, ranges: Iterable[range]) -> None:
+        self.ranges = [r for r in ranges if len(r)]
+        self._ends = list(itertools.accumulate(len(r) for r in self.ranges))
+
+    def __len__(self) -> int:
+        return self._ends[-1] if self._ends else 0
+
+    @overload
+    def __getitem__(self, i: int) -> int: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[int]: ...
+
+    def __getitem__(self, i: int | slice) -> int | list[int]:
+        if isinstance(i, slice):
+            start, stop, step = i.indices(len(self))
+            if step != 1:
+                return [self[k] for k in range(start, stop, step)]
+            return self._slice(start, stop)
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        k = bisect.bisect_right(self._ends, i)
+        return self.ranges[k][i - (self._ends[k - 1] if k else 0)]
+
+    def _slice(self, start: int, stop: int) -> list[int]:
+        out: list[int] = []
+        k = bisect.bisect_right(self._ends, start)
+        pos = start
+        while pos < stop and k < len(self.ranges):
+            base = self._ends[k - 1] if k else 0
+            r = self.ranges[k]
+            out.extend(r[pos - base:min(stop, self._ends[k]) - base])
+            pos = self._ends[k]
+            k += 1
+        return out
+
+    def __iter__(self) -> Iterator[int]:
+        return itertools.chain.from_iterable(self.ranges)
+
+    def __contains__(self, seed: object) -> bool:
+        return any(seed in r for r in self.ranges)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Seeds):
+            return self.ranges == other.ranges
+        if isinstance(other, (list, tuple, range)):
+            return len(other) == len(self) and all(a == b for a, b in zip(self, other))
+        return NotImplemented
+
+    def __repr__(self) -> str:
+        parts = [str(r.start) if len(r) == 1 else f"{r.start}-{r.stop - 1}" for r in self.ranges]
+        return f"Seeds({','.join(parts)!r})"
+
+    def chunks(self, size: int) -> Iterator[list[int]]:
+        """Consecutive lists of at most ``size`` seeds, in order."""
+        it = iter(self)
+        while True:
+            part = list(itertools.islice(it, size))
+            if not part:
+                return
+            yield part
+
+
+def chunks(seeds: Sequence[int], size: int) -> Iterator[list[int]]:
+    """Consecutive lists of at most ``size`` seeds from any seed sequence (ranges stay lazy)."""
+    if isinstance(seeds, Seeds):
+        yield from seeds.chunks(size)
+        return
+    for i in range(0, len(seeds), size):
+        yield [int(s) for s in seeds[i:i + size]]
+
+
+MAX_SEED_TEXT = 10_000  # characters in a seed string; longer lists belong in a file or the API
+
+
+def parse_seeds(text: str, arg: str = "seeds", limit: int | None = None) -> Seeds:
+    """StyleGAN seed syntax: ``0-63``, ``1,5,9``, ``0-9,100`` (ranges are inclusive).
+    Ranges stay ranges; with ``limit``, more seeds than that are refused before any
+    list is built."""
+    text = str(text)
+    if not text.strip():
         raise bad_value(arg, text, "a seed list like 0-63, 1,5,9 or 0-9,100")
-    for part in str(text).split(","):
+    if len(text) > MAX_SEED_TEXT:
+        raise bad_value(arg, text, f"a seed list of at most {MAX_SEED_TEXT} characters (use ranges, e.g. 0-99999)")
+    ranges = []
+    for part in text.split(","):
         m = _PART.match(part)
         if not m:
-            raise bad_value(arg, text, f"bad part {part!r}: use N or A-B with 0 <= A <= B, "
+            raise bad_value(arg, text, f"bad part {part.strip()[:40]!r}: use N or A-B with 0 <= A <= B, "
                             "joined by commas (e.g. 0-63 or 1,5,9)")
         a = int(m.group(1))
         b = int(m.group(2)) if m.group(2) is not None else a
         if b < a or b > MAX_SEED:
             raise bad_value(arg, text, f"bad range {part.strip()!r}: need 0 <= A <= B <= {MAX_SEED}")
-        seeds.extend(range(a, b + 1))
+        ranges.append(range(a, b + 1))
+    seeds = Seeds(ranges)
+    if limit is not None and len(seeds) > limit:
+        raise bad_value(arg, text, f"at most {limit} seeds here; this list has {len(seeds)}")
     return seeds
 
 
@@ -37,7 +129,7 @@ def z_from_seed(seed: int, z_dim: int) -> np.ndarray:
     return latents_for_seeds([seed], z_dim)[0]
 
 
-def latents_for_seeds(seeds: list[int] | np.ndarray, z_dim: int) -> np.ndarray:
+def latents_for_seeds(seeds: Sequence[int] | np.ndarray, z_dim: int) -> np.ndarray:
     """z_from_seed for many seeds. One RandomState is re-seeded per seed, which gives the
     same numbers as a fresh RandomState(seed) at a fraction of the cost (constructing
     one takes ~150 us, re-seeding ~4 us: that was a tenth of the sampling time)."""
@@ -49,7 +141,7 @@ def latents_for_seeds(seeds: list[int] | np.ndarray, z_dim: int) -> np.ndarray:
     return out
 
 
-def labels_for_seeds(seeds: list[int] | np.ndarray, num_classes: int) -> np.ndarray:
+def labels_for_seeds(seeds: Sequence[int] | np.ndarray, num_classes: int) -> np.ndarray:
     """Without an explicit class, a conditional model's class is ``seed % num_classes``:
     consecutive seeds walk through every class."""
     return np.asarray(seeds, dtype=np.int64) % max(num_classes, 1)
@@ -71,7 +163,7 @@ def slerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
     shrinking towards the origin as lerp does."""
     t = np.asarray(t, dtype=np.float64)[:, None]
     a64, b64 = a.astype(np.float64), b.astype(np.float64)
-    na, nb = np.linalg.norm(a64), np.linalg.norm(b64)
+    na, nb = float(np.linalg.norm(a64)), float(np.linalg.norm(b64))
     ua, ub = a64 / max(na, 1e-12), b64 / max(nb, 1e-12)
     omega = np.arccos(np.clip(np.dot(ua, ub), -1.0, 1.0))
     if omega < 1e-6:

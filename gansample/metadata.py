@@ -22,7 +22,8 @@ FLOAT_NCHW = "float32 NCHW [-1,1]"
 UINT8_NHWC = "uint8 NHWC [0,255]"
 OUTPUTS = (FLOAT_NCHW, UINT8_NHWC)
 # How a float image becomes uint8, exactly, wherever it is done (in the graph or on the host).
-QUANTIZE_RULE = "uint8 = trunc(clip(x * 127.5 + 128, 0, 255))"
+QUANT_SCALE, QUANT_OFFSET = 127.5, 128.0
+QUANTIZE_RULE = f"uint8 = trunc(clip(x * {QUANT_SCALE:g} + {QUANT_OFFSET:g}, 0, 255))"
 
 
 @dataclass

@@ -28,8 +28,8 @@ def features_path(dataset: str) -> Path:
     path = bundled_dir() / FEATURES_DIR / f"{dataset}.onnx"
     if not path.is_file():
         have = sorted(p.stem for p in (bundled_dir() / FEATURES_DIR).glob("*.onnx"))
-        raise GansampleError(f"--features: no feature extractor for dataset {dataset!r} "
-                             f"(bundled: {', '.join(have) or 'none'}); pass --features FILE.onnx")
+        raise GansampleError(f"features: no feature extractor for dataset {dataset!r} "
+                             f"(bundled: {', '.join(have) or 'none'}); pass --features FILE.onnx", "features")
     return path
 
 
@@ -37,7 +37,7 @@ class FeatureExtractor:
     def __init__(self, path: str | os.PathLike[str], device: str = "auto", batch_size: int = 500) -> None:
         self.session = Session(path, device)
         if self.session.info.role != "features":
-            raise GansampleError(f"--features: {path} has role {self.session.info.role!r}, expected 'features'")
+            raise GansampleError(f"features: {path} has role {self.session.info.role!r}, expected 'features'", "features")
         self.info = self.session.info
         self.batch_size = batch_size
 
@@ -131,8 +131,8 @@ def compare(real_feats: np.ndarray, fake_feats: np.ndarray, fake_logits: np.ndar
             intended: np.ndarray | None = None) -> Report:
     """All metrics between two feature sets (and class recognition for conditional runs)."""
     if len(real_feats) < 10 or len(fake_feats) < 10:
-        raise GansampleError(f"--n: need at least 10 real and 10 generated samples, got "
-                             f"{len(real_feats)} and {len(fake_feats)}")
+        raise GansampleError(f"n: need at least 10 real and 10 generated samples, got "
+                             f"{len(real_feats)} and {len(fake_feats)}", "n")
     p, r = precision_recall(real_feats, fake_feats)
     d, c = density_coverage(real_feats, fake_feats)
     rep = Report(len(real_feats), len(fake_feats), frechet_distance(real_feats, fake_feats), p, r, d, c)

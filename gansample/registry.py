@@ -57,7 +57,7 @@ def resolve_model(spec: str | os.PathLike[str] | None) -> ModelFiles:
     path = Path(spec)
     if path.is_file():
         if path.suffix != ".onnx":
-            raise bad_value("--model", spec, "a model name, a model folder or an .onnx file")
+            raise bad_value("model", spec, "a model name, a model folder or an .onnx file")
         files = _from_folder(path.parent, path.parent.name)
         if path.name == DISCRIMINATOR_FILE:
             return ModelFiles(files.name, path.parent, {}, path)
@@ -66,12 +66,12 @@ def resolve_model(spec: str | os.PathLike[str] | None) -> ModelFiles:
     if path.is_dir():
         files = _from_folder(path, path.resolve().name)
         if not files.generators and not files.discriminator:
-            raise bad_value("--model", spec, f"a model folder with {GENERATOR_FILES['fp32']} or "
+            raise bad_value("model", spec, f"a model folder with {GENERATOR_FILES['fp32']} or "
                             f"{DISCRIMINATOR_FILE}; this folder has neither")
         return files
     models = available_models()
     if spec in models:
         return _from_folder(models[spec], spec)
     known = ", ".join(sorted(models)) or "none installed"
-    raise GansampleError(f"--model: unknown model {spec!r}; available: {known} "
-                         "(or pass a model folder or an .onnx file)")
+    raise GansampleError(f"model: unknown model {spec!r}; available: {known} "
+                         "(or pass a model folder or an .onnx file)", "model")

@@ -4,17 +4,32 @@ choice, threads, and the run call (IO binding on CUDA)."""
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import onnxruntime as ort
+# onnxruntime-gpu writes a device id and an event database under ~/.cache/Microsoft/
+# unless this is set before it is imported; gansample collects and sends nothing.
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
-from .errors import GansampleError, bad_value
-from .metadata import ModelInfo
+import numpy as np  # noqa: E402
+import onnxruntime as ort  # noqa: E402
+from onnxruntime.capi import onnxruntime_pybind11_state as _ortstate  # noqa: E402
+
+from .errors import GansampleError, bad_value  # noqa: E402
+from .metadata import FLOAT_NCHW, UINT8_NHWC, ModelInfo  # noqa: E402
+
+try:  # also when the embedding program imported onnxruntime before gansample
+    ort.disable_telemetry_events()
+except AttributeError:  # builds without telemetry
+    pass
+
+log = logging.getLogger("gansample")
+_ORT_ERRORS = (_ortstate.Fail, _ortstate.InvalidArgument, _ortstate.RuntimeException)
+_NOTED: set[str] = set()
 
 DEVICES = ("auto", "cpu", "cuda")
 CPU, CUDA = "CPUExecutionProvider", "CUDAExecutionProvider"
@@ -61,17 +76,21 @@ class Device:
 
 def resolve_device(device: str) -> Device:
     if device not in DEVICES:
-        raise bad_value("--device", device, f"valid: {', '.join(DEVICES)}")
+        raise bad_value("device", device, f"valid: {', '.join(DEVICES)}")
     if device == "cpu":
         return Device(device, [CPU])
     ok, why = cuda_status()
     if device == "cuda":
         if not ok:
-            raise bad_value("--device", device, f"CUDA cannot be used here: {why}; use --device cpu or auto")
+            raise bad_value("device", device, f"CUDA cannot be used here: {why}; use cpu or auto")
         return Device(device, [CUDA, CPU])
     if ok:
         return Device(device, [CUDA, CPU])
-    return Device(device, [CPU], note=f"CUDA not available ({why}); using the CPU")
+    note = f"CUDA not available ({why}); using the CPU"
+    if note not in _NOTED:  # once per process, through the "gansample" logger
+        _NOTED.add(note)
+        log.info("device: %s", note)
+    return Device(device, [CPU], note=note)
 
 
 def session_options(threads: int | None = None, spinning: bool = False) -> ort.SessionOptions:
@@ -90,7 +109,8 @@ class Session:
     """One ONNX model on one device, with its gansample metadata."""
 
     def __init__(self, path: str | os.PathLike[str], device: str | Device = "auto",
-                 threads: int | None = None, spinning: bool = False, io_binding: bool = True) -> None:
+                 threads: int | None = None, spinning: bool = False, io_binding: bool = True,
+                 check: bool = True) -> None:
         self.path = Path(path)
         self.io_binding = io_binding  # on CUDA; off only to measure what it saves
         self.device = device if isinstance(device, Device) else resolve_device(device)
@@ -99,15 +119,17 @@ class Session:
                                              providers=self.device.providers)
         except Exception as e:  # onnxruntime raises its own exception types for bad files
             msg = str(e).splitlines()[0][:300] if str(e) else type(e).__name__
-            raise GansampleError(f"--model: {self.path} is not a valid ONNX model ({msg})") from None
+            raise GansampleError(f"model: {self.path} is not a valid ONNX model ({msg})", "model") from None
         self.info = ModelInfo.from_props(self.sess.get_modelmeta().custom_metadata_map, str(self.path))
         self.provider = self.sess.get_providers()[0]
         if self.device.requested == "cuda" and self.provider != CUDA:
-            raise bad_value("--device", "cuda", f"onnxruntime fell back to {self.provider}; "
+            raise bad_value("device", "cuda", f"onnxruntime fell back to {self.provider}; "
                             "check the CUDA and cuDNN installation")
         self.input_names = [i.name for i in self.sess.get_inputs()]
         self.output_name = self.sess.get_outputs()[0].name
         self._binding: Any = None
+        if check:
+            check_contract(self)
 
     @property
     def on_cuda(self) -> bool:
@@ -115,6 +137,13 @@ class Session:
 
     def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         feeds = {k: v for k, v in feeds.items() if k in self.input_names}
+        try:
+            return self._run(feeds)
+        except _ORT_ERRORS as e:
+            msg = str(e).splitlines()[0][:300] if str(e) else type(e).__name__
+            raise GansampleError(f"model: onnxruntime could not run {self.path.name} ({msg})", "model") from None
+
+    def _run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         if not (self.on_cuda and self.io_binding):
             return self.sess.run([self.output_name], feeds)[0]
         # IO binding: inputs copied once to the device, the output allocated there and
@@ -137,3 +166,58 @@ class Session:
             "inputs": [(i.name, i.type, i.shape) for i in self.sess.get_inputs()],
             "outputs": [(o.name, o.type, o.shape) for o in self.sess.get_outputs()],
         }
+
+
+_TYPES = {FLOAT_NCHW: "tensor(float)", UINT8_NHWC: "tensor(uint8)"}
+
+
+def check_contract(s: Session) -> None:
+    """Check that the graph is what its metadata says (inputs, outputs, shapes, class
+    count), with one probe run at batch 1, so a mismatched file fails when it is opened
+    with one line naming the mismatch, not later inside onnxruntime or numpy."""
+    info = s.info
+    if info.role not in ("generator", "discriminator"):
+        return
+    inputs = {i.name: i for i in s.sess.get_inputs()}
+    outputs = s.sess.get_outputs()
+    r, c, k = info.img_resolution, info.img_channels, info.num_classes
+
+    def fail(why: str) -> GansampleError:
+        return GansampleError(f"model: {s.path} does not match its gansample metadata: {why}", "model")
+
+    if info.role == "generator":
+        cond = "class_weights" if info.variant == "mix" else "label"
+        expected = ["z"] + ([cond] if k else [])
+        probe: dict[str, np.ndarray] = {"z": np.zeros((1, info.z_dim), np.float32)}
+        if k:
+            probe[cond] = (np.eye(k, dtype=np.float32)[k - 1:] if cond == "class_weights"
+                           else np.array([k - 1], np.int64))
+        out_shape = (1, c, r, r) if info.output == FLOAT_NCHW else (1, r, r, c)
+    else:
+        expected = ["images"] + (["label"] if k else [])
+        probe = {"images": np.zeros((1, c, r, r), np.float32)}
+        if k:
+            probe["label"] = np.array([k - 1], np.int64)
+        out_shape = (1, 1, 1, 1)  # unused for D: any one value per image passes
+    if sorted(inputs) != sorted(expected):
+        raise fail(f"the graph's inputs are {sorted(inputs)}; a {'conditional' if k else 'unconditional'} "
+                   f"{info.role}{' (variant mix)' if info.variant == 'mix' else ''} takes {expected}")
+    for name, arr in probe.items():
+        dims = inputs[name].shape
+        if len(dims) != arr.ndim or any(isinstance(d, int) and d != a for d, a in zip(dims[1:], arr.shape[1:])):
+            raise fail(f"input {name!r} has shape {dims}; the metadata implies [batch, "
+                       f"{', '.join(str(a) for a in arr.shape[1:])}]")
+    if info.role == "generator" and outputs[0].type != _TYPES[info.output]:
+        raise fail(f"output {outputs[0].name!r} is {outputs[0].type}; the metadata says {info.output}")
+    try:
+        y = s.sess.run([s.output_name], probe)[0]
+    except Exception as e:  # onnxruntime's own exception types
+        msg = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+        raise fail(f"a probe run with the metadata's sizes (z_dim {info.z_dim}, {k} classes, "
+                   f"{r}x{r}x{c}) failed: {msg}") from None
+    if info.role == "discriminator":
+        ok = y.size == 1
+    else:
+        ok = tuple(y.shape) == out_shape
+    if not ok:
+        raise fail(f"a probe run returned shape {list(y.shape)}; the metadata implies {list(out_shape)}")

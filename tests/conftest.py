@@ -49,7 +49,7 @@ TINY = ["--set", "g_width=8", "--set", "d_width=8", "--set", "z_dim=16", "--set"
 
 
 def tiny_config(data: Path, steps: int, **kw):
-    from training.config import TrainConfig
+    from gansample.training.config import TrainConfig
     return TrainConfig(data=str(data), resolution=28, steps=steps, batch_size=8, z_dim=16, g_width=8,
                        d_width=8, sample_every=2, ckpt_every=2, log_every=1, threads=1, **kw)
 
@@ -57,14 +57,14 @@ def tiny_config(data: Path, steps: int, **kw):
 @pytest.fixture(scope="session")
 def tiny_run(image_folder, tmp_path_factory) -> Path:
     """A real 4-step conditional training run on the synthetic folder."""
-    from training.train import train
+    from gansample.training.train import train
     return train(tiny_config(image_folder, 4, conditional=True), tmp_path_factory.mktemp("runs"), progress=False)
 
 
 @pytest.fixture(scope="session")
 def tiny_model(tiny_run, tmp_path_factory) -> Path:
     """The tiny run exported to ONNX by the real exporter (all variants)."""
-    from training.export import export_checkpoint
+    from gansample.training.export import export_checkpoint
     out = tmp_path_factory.mktemp("exported") / "tiny"
     export_checkpoint(str(tiny_run), out)
     return out
@@ -72,8 +72,8 @@ def tiny_model(tiny_run, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_uncond_model(image_folder, tmp_path_factory) -> Path:
-    from training.export import export_checkpoint
-    from training.train import train
+    from gansample.training.export import export_checkpoint
+    from gansample.training.train import train
     run = train(tiny_config(image_folder, 2), tmp_path_factory.mktemp("runs-u"), progress=False)
     out = tmp_path_factory.mktemp("exported-u") / "tiny-uncond"
     export_checkpoint(str(run), out, fp16=False)

@@ -48,8 +48,8 @@ def test_metadata_round_trip_and_validation():
 
 @pytest.mark.parametrize("batch", [1, 7, 64])
 def test_parity_with_pytorch_at_several_batch_sizes(tiny_run, tiny_model, batch):
-    from training import checkpoint as ckpt
-    from training.models import Discriminator, Generator
+    from gansample.training import checkpoint as ckpt
+    from gansample.training.models import Discriminator, Generator
     state = ckpt.load(str(tiny_run))
     G = Generator(**state["g_args"]).eval()
     G.load_state_dict(state["G_ema"])
@@ -104,9 +104,9 @@ def test_phase_generator_matches_the_generator(resolution, channels, ncls):
     """The export-time rewrite (MatMul + overlap-add, 2x2 frame convs, output conv on the
     frame) computes the same function as the trained net, in PyTorch and
     after export to ONNX, for every depth of the architecture."""
-    from training.export import Uint8Output, _to_onnx, fold_generator, generator_inputs
-    from training.fastgraph import PhaseGenerator
-    from training.models import Generator as TorchG
+    from gansample.training.export import Uint8Output, _to_onnx, fold_generator, generator_inputs
+    from gansample.training.fastgraph import PhaseGenerator
+    from gansample.training.models import Generator as TorchG
 
     torch.manual_seed(resolution)
     G = TorchG(z_dim=8, resolution=resolution, channels=channels, num_classes=ncls, width=4)

@@ -142,7 +142,7 @@ def test_filters_are_deterministic_and_recorded(tmp_path):
 def test_filter_helpers():
     assert parse_filter("top:0.25") == ("top", 0.25) and parse_filter("drs") == ("drs", 80.0)
     for bad in ("top", "top:0", "top:1.5", "drs:101", "best"):
-        with pytest.raises(GansampleError, match="--filter: got"):
+        with pytest.raises(GansampleError, match="filter: got"):
             parse_filter(bad)
     logits = np.array([-3.0, -1.0, 0.0, 1.0, 2.0])
     p = drs_accept_prob(logits, max_logit=2.0, gamma=0.0)

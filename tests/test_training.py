@@ -34,7 +34,7 @@ def test_tiny_run_writes_checkpoint_grid_and_metrics(tiny_run):
 
 
 def test_resume_continues_and_reproduces_losses(image_folder, tmp_path):
-    from training.train import train
+    from gansample.training.train import train
     straight = train(tiny_config(image_folder, 4, conditional=True), tmp_path / "a", progress=False)
     half = train(tiny_config(image_folder, 2, conditional=True), tmp_path / "b", progress=False)
     resumed = train(tiny_config(image_folder, 2), resume=str(half), steps=4, progress=False)
@@ -46,8 +46,8 @@ def test_resume_continues_and_reproduces_losses(image_folder, tmp_path):
 
 
 def test_discriminator_finetune_after_resume(image_folder, tmp_path):
-    from training import checkpoint as ckpt
-    from training.train import negatives, train
+    from gansample.training import checkpoint as ckpt
+    from gansample.training.train import negatives, train
     run = train(tiny_config(image_folder, 2, conditional=True), tmp_path, progress=False)
     before = ckpt.load(str(run))["D"]
     cfg = tiny_config(image_folder, 2)
@@ -68,7 +68,7 @@ def test_discriminator_finetune_after_resume(image_folder, tmp_path):
 
 
 def test_pickle_with_code_is_refused(tmp_path):
-    from training import checkpoint as ckpt
+    from gansample.training import checkpoint as ckpt
 
     class Evil:
         def __reduce__(self):
@@ -82,7 +82,7 @@ def test_pickle_with_code_is_refused(tmp_path):
 
 
 def test_truncated_checkpoint_gives_clear_error(tiny_run, tmp_path):
-    from training import checkpoint as ckpt
+    from gansample.training import checkpoint as ckpt
     data = (tiny_run / "checkpoint-00000004.pt").read_bytes()
     bad = tmp_path / "checkpoint-00000004.pt"
     bad.write_bytes(data[: len(data) // 2])
@@ -92,7 +92,7 @@ def test_truncated_checkpoint_gives_clear_error(tiny_run, tmp_path):
 
 def test_checkpoint_save_is_atomic(tiny_run, tmp_path, monkeypatch):
     """A crash in the middle of torch.save leaves no file under the checkpoint's name."""
-    from training import checkpoint as ckpt
+    from gansample.training import checkpoint as ckpt
 
     def crash(obj, f):
         f.write(b"partial")
@@ -118,7 +118,7 @@ def test_cli_train_and_grayscale_rgb_detection(tmp_path, capsys):
 
 
 def test_folder_skips_broken_images(tmp_path):
-    from training.data import load_dataset
+    from gansample.training.data import load_dataset
     from conftest import make_image_folder
     root = make_image_folder(tmp_path / "d", n_per_class=3)
     (root / "circles" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)
@@ -202,8 +202,8 @@ def test_download_verifies_checksums_against_local_server(tmp_path):
 
 @pytest.mark.skipif(not FASHION_DIR.is_dir(), reason="Debian dataset-fashion-mnist not installed")
 def test_periodic_evaluation_keeps_best_checkpoint(tmp_path):
-    from training.config import TrainConfig
-    from training.train import train
+    from gansample.training.config import TrainConfig
+    from gansample.training.train import train
     cfg = TrainConfig(data="fashion-mnist", conditional=True, steps=4, batch_size=8, z_dim=16, g_width=8,
                       d_width=8, sample_every=4, ckpt_every=4, log_every=2, threads=1, eval_every=2, eval_n=60)
     run = train(cfg, tmp_path, progress=False)
@@ -216,8 +216,8 @@ def test_periodic_evaluation_keeps_best_checkpoint(tmp_path):
 def test_ema_generator_is_saved_with_its_own_batchnorm_statistics(tiny_run):
     """G_ema's BatchNorm running statistics must describe G_ema's own activations (standing
     statistics), not those of the trained G that the EMA copies buffers from each step."""
-    from training import checkpoint as ckpt
-    from training.models import Generator
+    from gansample.training import checkpoint as ckpt
+    from gansample.training.models import Generator
     state = ckpt.load(str(tiny_run))
     G = Generator(**state["g_args"])
     G.load_state_dict(state["G_ema"])
@@ -246,7 +246,7 @@ def test_ema_generator_is_saved_with_its_own_batchnorm_statistics(tiny_run):
 def test_resume_takes_a_schedule_setting_even_when_it_equals_the_default(image_folder, tmp_path):
     """`--set log_every=10` on resume must replace the run's saved log_every=1, although
     10 is also the config default."""
-    from training.train import train
+    from gansample.training.train import train
     run = train(tiny_config(image_folder, 2), tmp_path, progress=False)
     assert run_cli("train", "--resume", run, "--steps", "4", "--set", "log_every=10", "-q") == 0
     # Logged at every step before the resume; afterwards only at the last step.

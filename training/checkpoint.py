@@ -3,10 +3,9 @@
 
 from __future__ import annotations
 
-import os
+import inspect
 import pickle
 import re
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,9 @@ from typing import Any
 import torch
 
 from gansample.errors import GansampleError, bad_value
+from gansample.output import atomic_write
+
+from .models import SUPPORTED_RESOLUTIONS, Discriminator, Generator
 
 FORMAT = "gansample-checkpoint"
 VERSION = 1
@@ -27,16 +29,10 @@ def checkpoint_name(step: int) -> str:
 def save(obj: dict[str, Any], path: Path) -> None:
     """torch.save to a temp file in the same folder, fsync, then rename: a kill during the
     save leaves the previous checkpoints intact and never a partial file under ``path``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".ckpt-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
             torch.save({"format": FORMAT, "version": VERSION, **obj}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write(path, write, fsync=True)
 
 
 def list_checkpoints(run_dir: Path) -> list[Path]:
@@ -76,4 +72,46 @@ def load(path_str: str, arg: str = "CHECKPOINT") -> dict[str, Any]:
         raise GansampleError(f"{arg}: {path} has checkpoint version {obj['version']}; this "
                              f"gansample reads up to {VERSION}: upgrade gansample")
     obj["path"] = str(path)
+    check_state(obj, f"{arg}: {path}")
     return obj
+
+
+# Bounds on the model arguments a checkpoint may carry, checked before a tensor is built.
+_ARG_BOUNDS = {"z_dim": (1, 4096), "channels": (1, 3), "num_classes": (0, 100_000), "width": (1, 4096)}
+
+
+def check_model_args(args: Any, cls: type, source: str) -> dict[str, Any]:
+    """The constructor arguments of G or D stored in a checkpoint: known keys only, sizes
+    in range. A crafted or damaged checkpoint is refused before it allocates anything."""
+    if not isinstance(args, dict):
+        raise GansampleError(f"{source}: the model arguments are not a dict")
+    params = set(inspect.signature(cls).parameters)
+    unknown = sorted(set(args) - params)
+    if unknown:
+        raise GansampleError(f"{source}: unknown {cls.__name__} argument(s) {', '.join(map(str, unknown))}; "
+                             f"this version knows {', '.join(sorted(params))}")
+    for k, v in args.items():
+        if k == "resolution":
+            if v not in SUPPORTED_RESOLUTIONS:
+                raise GansampleError(f"{source}: {cls.__name__} resolution {v!r}; supported: "
+                                     f"{', '.join(map(str, SUPPORTED_RESOLUTIONS))}")
+        elif k in _ARG_BOUNDS:
+            lo, hi = _ARG_BOUNDS[k]
+            if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+                raise GansampleError(f"{source}: {cls.__name__} {k} {v!r}; expected an integer from {lo} to {hi}")
+    return args
+
+
+REQUIRED = ("g_args", "d_args", "G_ema", "D", "step")
+
+
+def check_state(state: dict[str, Any], source: str, resume: bool = False) -> None:
+    """Keys and model arguments of a checkpoint (``resume``: also what training needs)."""
+    need = REQUIRED + (("G", "opt_g", "opt_d", "rng", "config") if resume else ())
+    missing = [k for k in need if k not in state]
+    if missing:
+        raise GansampleError(f"{source}: the checkpoint lacks {', '.join(missing)}")
+    check_model_args(state["g_args"], Generator, source)
+    check_model_args(state["d_args"], Discriminator, source)
+    if isinstance(state["step"], bool) or not isinstance(state["step"], int) or state["step"] < 0:
+        raise GansampleError(f"{source}: step {state['step']!r} is not a count")

@@ -4,7 +4,7 @@ dataset's training split, exported to ONNX with role `features`.
 Output `features` is the 128-d penultimate layer (what the Frechet distance, precision,
 recall, density and coverage are computed on); output `logits` names the class.
 
-    python -m training.classifier --data fashion-mnist --out exported/features/fashion-mnist.onnx
+    python -m gansample.training.classifier --data fashion-mnist --out exported/features/fashion-mnist.onnx
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from torch import nn
 
 from gansample import datasets
 from gansample import metadata as md
-from gansample.images import atomic_write
+from gansample.output import atomic_write
 
 FEATURE_DIM = 128
 
@@ -87,6 +87,7 @@ def export_classifier(model: Classifier, name: str, accuracy: float, out: Path) 
         prog = torch.onnx.export(model, (dummy,), None, input_names=["images"],
                                  output_names=["features", "logits"], dynamic_shapes=({0: batch},),
                                  dynamo=True, verbose=False)
+    assert prog is not None
     proto = prog.model_proto
     info = md.ModelInfo(role="features", img_resolution=28, img_channels=1, output=md.UINT8_NHWC,
                         num_classes=10, class_names=list(datasets.KNOWN[name].class_names),
@@ -96,7 +97,7 @@ def export_classifier(model: Classifier, name: str, accuracy: float, out: Path) 
     onnx.checker.check_model(proto)
     out.parent.mkdir(parents=True, exist_ok=True)
     data = proto.SerializeToString()
-    atomic_write(out, lambda tmp: tmp.write_bytes(data))
+    atomic_write(out, data)
 
 
 def main() -> None:

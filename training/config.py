@@ -63,10 +63,20 @@ class TrainConfig:
     threads: int = 0  # torch intra-op threads on CPU; 0 = torch's default
 
     def validate(self) -> None:
-        if self.steps <= 0:
-            raise bad_value("--steps", self.steps, "expected an integer >= 1")
-        if self.batch_size <= 0:
-            raise bad_value("--batch-size", self.batch_size, "expected an integer >= 1")
+        # Sizes are bounded before any tensor is built: a mistyped width or z_dim would
+        # otherwise allocate until the machine runs out of memory.
+        for name, flag, hi in (("steps", "--steps", 10**9), ("batch_size", "--batch-size", 65_536),
+                               ("z_dim", "--set z_dim", 4096), ("g_width", "--set g_width", 4096),
+                               ("d_width", "--set d_width", 4096), ("sample_every", "--set sample_every", 10**9),
+                               ("ckpt_every", "--set ckpt_every", 10**9), ("log_every", "--set log_every", 10**9),
+                               ("keep_ckpts", "--set keep_ckpts", 10**6), ("r1_every", "--set r1_every", 10**6)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= hi:
+                raise bad_value(flag, value, f"an integer from 1 to {hi}")
+        for name, hi in (("eval_every", 10**9), ("eval_n", 10**6), ("threads", 1024), ("d_finetune_steps", 10**9)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= hi:
+                raise bad_value(f"--set {name}", value, f"an integer from 0 to {hi}")
         if self.recipe not in RECIPES:
             raise bad_value("--set recipe", self.recipe, f"valid: {', '.join(RECIPES)}")
         if self.d_norm not in ("spectral", "batch", "none"):

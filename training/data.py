@@ -102,15 +102,15 @@ def load_dataset(spec: str, resolution: int | None = None, channels: int | None 
         if imgs.ndim != 3:
             raise bad_value("--data", spec, "an IDX images file has 3 dimensions [N, H, W]; "
                             f"this one has shape {imgs.shape}")
-        labs = None
+        labels: np.ndarray | None = None
         if conditional:
             lab_path = _labels_beside(path)
-            labs = datasets.read_idx(lab_path).astype(np.int64)
-            if len(labs) != len(imgs):
-                raise GansampleError(f"--data: {lab_path} has {len(labs)} labels for {len(imgs)} images")
+            labels = datasets.read_idx(lab_path).astype(np.int64)
+            if len(labels) != len(imgs):
+                raise GansampleError(f"--data: {lab_path} has {len(labels)} labels for {len(imgs)} images")
         arr = _resize_array(imgs, resolution or (28 if imgs.shape[-1] == 28 else 32))
-        names = [str(i) for i in range(int(labs.max()) + 1)] if labs is not None else []
-        return ImageData(arr, labs, names, path.name.split("-")[0])
+        names = [str(i) for i in range(int(labels.max()) + 1)] if labels is not None else []
+        return ImageData(arr, labels, names, path.name.split("-")[0])
     if path.exists() or path.is_dir() or "/" in spec or spec.startswith("."):
         return load_folder(path, resolution or 64, channels, conditional)
     raise bad_value("--data", spec, "a folder of images, an IDX images file, or one of the dataset "
@@ -142,7 +142,7 @@ class BatchSchedule:
 
     def indices(self, step: int) -> torch.Tensor:
         start = step * self.batch_size
-        out = []
+        out: list[int] = []
         while len(out) < self.batch_size:
             epoch, pos = divmod(start + len(out), self.n)
             take = min(self.batch_size - len(out), self.n - pos)

@@ -23,7 +23,7 @@ import tempfile
 import warnings
 from contextlib import redirect_stdout
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -32,7 +32,7 @@ from torch.nn.utils import parametrize
 
 from gansample import metadata as md
 from gansample.errors import GansampleError, bad_value
-from gansample.images import atomic_write
+from gansample.output import atomic_write
 
 from . import checkpoint as ckpt
 from .fastgraph import PhaseGenerator
@@ -46,6 +46,7 @@ def _fold_bn_into(weight: torch.Tensor, bias: torch.Tensor | None, bn: nn.BatchN
                   out_dim: int, repeat: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     # y = gamma * (x - mean) / sqrt(var + eps) + beta  with x = W a + b
     #   = (scale * W) a + (scale * (b - mean) + beta),   scale = gamma / sqrt(var + eps)
+    assert bn.running_var is not None and bn.running_mean is not None
     scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
     shift = bn.bias - bn.running_mean * scale
     scale, shift = scale.repeat_interleave(repeat), shift.repeat_interleave(repeat)
@@ -59,8 +60,9 @@ def _fold_bn_into(weight: torch.Tensor, bias: torch.Tensor | None, bn: nn.BatchN
 def fold_generator(G: Generator) -> Generator:
     """A copy of G (in eval mode) with every BatchNorm folded into the layer before it."""
     G = copy.deepcopy(G).eval()
-    lin: nn.Linear = G.fc[0]
-    w, b = _fold_bn_into(lin.weight, lin.bias, G.fc_norm[0], out_dim=0, repeat=G.base * G.base)
+    lin = cast(nn.Linear, G.fc[0])
+    w, b = _fold_bn_into(lin.weight, lin.bias, cast(nn.BatchNorm2d, G.fc_norm[0]), out_dim=0,
+                         repeat=G.base * G.base)
     new = nn.Linear(lin.in_features, lin.out_features, bias=True)
     new.weight.copy_(w)
     new.bias.copy_(b)
@@ -69,13 +71,13 @@ def fold_generator(G: Generator) -> Generator:
     mods = list(G.blocks)
     for i, m in enumerate(mods):
         if isinstance(m, nn.BatchNorm2d):
-            conv: nn.ConvTranspose2d = mods[i - 1]
+            conv = cast(nn.ConvTranspose2d, mods[i - 1])
             # ConvTranspose2d weight is [in, out, k, k]: output channels on dim 1.
             w, b = _fold_bn_into(conv.weight, conv.bias, m, out_dim=1)
-            fused = nn.ConvTranspose2d(conv.in_channels, conv.out_channels, conv.kernel_size,
-                                       conv.stride, conv.padding, bias=True)
+            fused = nn.ConvTranspose2d(conv.in_channels, conv.out_channels, cast(Any, conv.kernel_size),
+                                       cast(Any, conv.stride), cast(Any, conv.padding), bias=True)
             fused.weight.copy_(w)
-            fused.bias.copy_(b)
+            cast(torch.Tensor, fused.bias).copy_(b)
             mods[i - 1], mods[i] = fused, nn.Identity()
     G.blocks = nn.Sequential(*[m for m in mods if not isinstance(m, nn.Identity)])
     return G
@@ -86,9 +88,16 @@ def bake_discriminator(D: Discriminator) -> Discriminator:
     D = copy.deepcopy(D).eval()
     for m in list(D.modules()):
         if parametrize.is_parametrized(m):
-            for name in list(m.parametrizations.keys()):
+            for name in list(cast(Any, m).parametrizations.keys()):
                 parametrize.remove_parametrizations(m, name, leave_parametrized=True)
     return D
+
+
+def quantize(x: torch.Tensor) -> torch.Tensor:
+    """float NCHW [-1, 1] -> uint8 NHWC by md.QUANTIZE_RULE: the torch side of the rule
+    whose numpy side is gansample.generator.quantize (same constants, same order)."""
+    x = torch.clamp(x * md.QUANT_SCALE + md.QUANT_OFFSET, 0.0, 255.0)
+    return x.to(torch.uint8).permute(0, 2, 3, 1)
 
 
 class Uint8Output(nn.Module):
@@ -96,12 +105,10 @@ class Uint8Output(nn.Module):
 
     def __init__(self, g: nn.Module, half: bool = False) -> None:
         super().__init__()
-        self.g, self.half = g, half
+        self.g, self.fp16 = g, half
 
     def forward(self, z: torch.Tensor, label: torch.Tensor | None = None) -> torch.Tensor:
-        x = self.g(z.half() if self.half else z, label).float()
-        x = torch.clamp(x * 127.5 + 128.0, 0.0, 255.0)
-        return x.to(torch.uint8).permute(0, 2, 3, 1)
+        return quantize(self.g(z.half() if self.fp16 else z, label).float())
 
 
 class MixOutput(nn.Module):
@@ -112,8 +119,7 @@ class MixOutput(nn.Module):
         self.g = g
 
     def forward(self, z: torch.Tensor, class_weights: torch.Tensor) -> torch.Tensor:
-        x = torch.clamp(self.g.forward_mix(z, class_weights) * 127.5 + 128.0, 0.0, 255.0)
-        return x.to(torch.uint8).permute(0, 2, 3, 1)
+        return quantize(self.g.forward_mix(z, class_weights))
 
 
 # --- export ------------------------------------------------------------------------------
@@ -133,6 +139,7 @@ def _to_onnx(module: nn.Module, args: tuple[torch.Tensor, ...], names: list[str]
         warnings.simplefilter("ignore")
         program = torch.onnx.export(module, args, None, input_names=names, output_names=[output],
                                     dynamic_shapes=dyn, dynamo=True, optimize=True, verbose=False)
+    assert program is not None
     model = program.model_proto
     model = onnx.shape_inference.infer_shapes(model)
     return model
@@ -151,7 +158,7 @@ def _save(model: Any, path: Path) -> None:
     import onnx
     onnx.checker.check_model(model, full_check=True)
     data = model.SerializeToString()
-    atomic_write(path, lambda tmp: tmp.write_bytes(data))
+    atomic_write(path, data)
 
 
 def _ort_run(path: Path, feeds: dict[str, np.ndarray]) -> np.ndarray:

@@ -24,6 +24,8 @@ compares it against PyTorch).
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -57,7 +59,7 @@ def _conv(weight: torch.Tensor, bias: torch.Tensor, padding: int) -> nn.Conv2d:
     conv = nn.Conv2d(cin, cout, k, 1, padding)
     with torch.no_grad():
         conv.weight.copy_(weight)
-        conv.bias.copy_(bias)
+        cast(torch.Tensor, conv.bias).copy_(bias)
     return conv
 
 
@@ -111,7 +113,7 @@ def frame_output_weights(conv: nn.Conv2d, cin: int) -> torch.Tensor:
 
 
 class PhaseGenerator(nn.Module):
-    """The folded generator (training.export.fold_generator) rewritten for onnxruntime.
+    """The folded generator (gansample.training.export.fold_generator) rewritten for onnxruntime.
     Same inputs and outputs as Generator: forward(z, label) and forward_mix(z, weights)."""
 
     def __init__(self, g: Generator) -> None:
@@ -130,12 +132,13 @@ class PhaseGenerator(nn.Module):
         last = convts[-1]
         self.c_last = last.out_channels
         self.last = _conv(*frame_conv_weights(last), padding=1)
-        self.half = g.args["resolution"] // 2  # H and W of the frame's phases
-        self.register_buffer("mask", frame_mask(self.half, self.half))
-        out_conv: nn.Conv2d = g.to_img[0]
+        self.phase = g.args["resolution"] // 2  # H and W of the frame's phases
+        self.mask: torch.Tensor
+        self.register_buffer("mask", frame_mask(self.phase, self.phase))
+        out_conv = cast(nn.Conv2d, g.to_img[0])
         self.channels = out_conv.out_channels
         self.w_out = nn.Parameter(frame_output_weights(out_conv, last.out_channels).detach())
-        self.b_out = nn.Parameter(out_conv.bias.detach().repeat(4).view(-1, 1, 1))
+        self.b_out = nn.Parameter(cast(torch.Tensor, out_conv.bias).detach().repeat(4).view(-1, 1, 1))
         for p in self.parameters():
             p.requires_grad_(False)
 
@@ -154,11 +157,11 @@ class PhaseGenerator(nn.Module):
         for up in self.up:
             x = up(x)
         # Last transposed conv onto the frame: [n, (a, b, c), H+1, W+1], H = half the output.
-        h, c, ch = self.half, self.c_last, self.channels
-        f = F.relu(self.last(x)).view(n, 2, 2, c, h + 1, h + 1) * self.mask
+        hp, c, ch = self.phase, self.c_last, self.channels
+        f = F.relu(self.last(x)).view(n, 2, 2, c, hp + 1, hp + 1) * self.mask
         # Output conv on the frame: a MatMul over channels, then four shifted adds.
-        t = torch.matmul(self.w_out, f.view(n, 4 * c, (h + 1) ** 2)).view(n, 2, 2, 4 * ch, h + 1, h + 1)
-        o = t[:, 0, 0, :, :h, :h] + t[:, 0, 1, :, :h, 1:] + t[:, 1, 0, :, 1:, :h] + t[:, 1, 1, :, 1:, 1:]
+        t = torch.matmul(self.w_out, f.view(n, 4 * c, (hp + 1) ** 2)).view(n, 2, 2, 4 * ch, hp + 1, hp + 1)
+        o = t[:, 0, 0, :, :hp, :hp] + t[:, 0, 1, :, :hp, 1:] + t[:, 1, 0, :, 1:, :hp] + t[:, 1, 1, :, 1:, 1:]
         o = torch.tanh(o + self.b_out)  # [n, (ao, bo, ch), H, W]
-        o = o.view(n, 2, 2, ch, h, h).permute(0, 3, 4, 1, 5, 2)
-        return o.reshape(n, ch, 2 * h, 2 * h)
+        o = o.view(n, 2, 2, ch, hp, hp).permute(0, 3, 4, 1, 5, 2)
+        return o.reshape(n, ch, 2 * hp, 2 * hp)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import logging
 import re
 import time
 from contextlib import nullcontext
@@ -22,14 +23,17 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from gansample.errors import bad_value
-from gansample.images import make_grid, save_png
+from gansample.errors import GansampleError, bad_value
+from gansample.images import make_grid
+from gansample.output import atomic_write, ensure_outdir, save_png, write_error
 from gansample.latents import labels_for_seeds, latents_for_seeds
 
 from . import checkpoint as ckpt
 from .config import RESUMABLE, TrainConfig, dcgan_recipe
 from .data import BatchSchedule, ImageData, load_dataset
 from .models import Discriminator, Generator, standing_stats
+
+log = logging.getLogger("gansample")
 
 GRID_SEEDS = 64
 
@@ -121,14 +125,18 @@ def pick_device(name: str) -> torch.device:
 
 
 def new_run_dir(outdir: Path, data: ImageData, cfg: TrainConfig) -> Path:
-    outdir.mkdir(parents=True, exist_ok=True)
+    outdir = ensure_outdir(outdir, "outdir")
     ids = [int(m.group(1)) for p in outdir.iterdir() if (m := re.match(r"^(\d{5})-", p.name))]
-    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", data.name) or "data"
+    # The data's name goes into the folder name: cut so the name fits any file system.
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", data.name)[:64] or "data"
     tag = f"{max(ids, default=-1) + 1:05d}-{name}-{data.resolution}px{'-cond' if cfg.conditional else ''}"
     if cfg.recipe != "gansample":
         tag += f"-{cfg.recipe}"
     run = outdir / tag
-    run.mkdir()
+    try:
+        run.mkdir()
+    except OSError as e:
+        raise write_error(run, e) from None
     return run
 
 
@@ -159,7 +167,12 @@ class Trainer:
         self.d_step = 0  # D fine-tuning steps done after the GAN steps
         self.best: dict[str, Any] | None = None
         if state is not None:
-            self._restore(state)
+            try:
+                self._restore(state)
+            except (KeyError, RuntimeError, ValueError, TypeError, IndexError) as e:
+                first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+                raise GansampleError(f"--resume: {state.get('path', 'checkpoint')} does not fit the models "
+                                     f"its config describes ({first})") from None
         self.images = torch.from_numpy(np.array(data.images))  # uint8, CPU; batches move to device
         self.labels = torch.from_numpy(data.labels) if data.labels is not None else None
         self.schedule = BatchSchedule(len(data.images), cfg.batch_size, cfg.seed)
@@ -390,6 +403,7 @@ def train(cfg: TrainConfig, outdir: str | Path = "runs", resume: str | None = No
     state = None
     if resume:
         state = ckpt.load(resume, "--resume")
+        ckpt.check_state(state, f"--resume: {state['path']}", resume=True)
         saved = TrainConfig.from_saved(state["config"], f"--resume: {state['path']}")
         # Schedule fields given now win over the saved ones; the model and data stay.
         changed = {k: getattr(cfg, k) for k in RESUMABLE
@@ -402,11 +416,11 @@ def train(cfg: TrainConfig, outdir: str | Path = "runs", resume: str | None = No
         cfg = dcgan_recipe(cfg)
     cfg.validate()
     data = load_dataset(cfg.data, cfg.resolution, cfg.channels, cfg.conditional, cfg.data_dir, cfg.download)
-    if data.skipped and progress:
-        print(f"skipped {data.skipped} unreadable image file(s) in {cfg.data}")
+    if data.skipped:
+        log.warning("skipped %d unreadable image file(s) in %s", data.skipped, cfg.data)
     if state is None:
         run_dir = new_run_dir(Path(outdir), data, cfg)
-        (run_dir / "config.json").write_text(json.dumps(json.loads(cfg.to_json()), indent=2) + "\n")
+        atomic_write(run_dir / "config.json", (json.dumps(json.loads(cfg.to_json()), indent=2) + "\n").encode())
     trainer = Trainer(cfg, data, run_dir, state)
     if cfg.eval_every:
         from .evaluate_hook import make_evaluator

@@ -1,0 +1,483 @@
+"""Everything gansample writes to disk: atomic files, PNG files + grid + manifest (streamed
+as batches arrive), npz, and the zip the web demo offers.
+
+One rule for every file: it is written under a temporary name beside its final one and
+renamed into place only when every byte is written, so a reader never finds a file under a
+final name that is not complete, and a full disk or a kill leaves at most a temporary file,
+which the next run in that folder removes.
+"""
+
+from __future__ import annotations
+
+import csv
+import errno
+import io
+import itertools
+import os
+import re
+import shutil
+import tempfile
+import zipfile
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
+
+import numpy as np
+
+from .errors import GansampleError, WriteError
+from .images import encode_png, make_grid
+from .latents import chunks
+
+if TYPE_CHECKING:
+    from .generator import Generator
+
+FORMATS = ("png", "npz", "grid")
+GRID_MAX = 256  # grid.png shows at most this many images (the first seeds of the run)
+MANIFEST = "manifest.csv"
+MANIFEST_FIELDS = ["seed", "class", "class_name", "psi", "file"]
+_TMP_SUFFIX = ".gansample-tmp"
+_TMP_NAME = re.compile(r"^\..*\.(\d+)-\d+" + re.escape(_TMP_SUFFIX) + "$")
+_counter = itertools.count()
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
+
+def seed_filename(seed: int) -> str:
+    """The file name of a seed's image: ``seed0042.png`` (StyleGAN's)."""
+    return f"seed{seed:04d}.png"
+
+
+# --- atomic files -----------------------------------------------------------------------
+def _tmp_path(path: Path) -> Path:
+    # The process id in the name tells a later run whether the writer is still alive.
+    # The final name is cut so that the temporary name fits where the final one does.
+    return path.with_name(f".{path.name[:80]}.{os.getpid()}-{next(_counter)}{_TMP_SUFFIX}")
+
+
+def _write_all(fd: int, data: bytes | memoryview) -> None:
+    """os.write until every byte is written: a short write is continued, a write that
+    makes no progress is a full disk."""
+    view = memoryview(data)
+    while len(view):
+        n = os.write(fd, view)
+        if n <= 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        view = view[n:]
+
+
+def write_error(path: str | os.PathLike[str], e: OSError) -> WriteError:
+    return WriteError(f"cannot write {os.fspath(path)}: {e.strerror or e}")
+
+
+def atomic_write(path: str | os.PathLike[str], content: bytes | Callable[[Path], None],
+                 fsync: bool = False) -> Path:
+    """Write ``content`` (bytes, or a function that writes a given temporary path) to
+    ``path`` atomically. Every write is checked; on any failure the temporary file is
+    removed, nothing appears under ``path``, and OS errors become one-line WriteErrors
+    naming the path. ``fsync`` also makes the data durable before the rename."""
+    path = Path(path)
+    tmp = _tmp_path(path)
+    try:
+        if isinstance(content, (bytes, bytearray, memoryview)):
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies
+            try:
+                _write_all(fd, content)
+                if os.fstat(fd).st_size != len(content):
+                    raise OSError(errno.EIO, f"wrote {os.fstat(fd).st_size} of {len(content)} bytes")
+                if fsync:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+        else:
+            content(tmp)
+            if fsync:
+                fd = os.open(tmp, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+        os.replace(tmp, path)
+        if fsync:
+            _fsync_dir(path.parent)
+    except BaseException as e:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(e, OSError):
+            raise write_error(path, e) from None
+        raise
+    return path
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_stale_temps(folder: str | os.PathLike[str]) -> int:
+    """Remove temporary files that killed runs left in ``folder`` (their writer process
+    is gone); returns how many were removed."""
+    removed = 0
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return 0
+    for entry in entries:
+        m = _TMP_NAME.match(entry.name)
+        if m and not _pid_alive(int(m.group(1))):
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path)
+                else:
+                    os.unlink(entry.path)
+                removed += 1
+            except OSError:
+                pass
+    return removed
+
+
+def ensure_outdir(path: str | os.PathLike[str], arg: str = "outdir") -> Path:
+    """Create the folder (and parents), check it is writable and clear temporary files
+    left by killed runs; or raise an error naming ``arg``."""
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise GansampleError(f"{arg}: got {str(path)!r}; it is an existing file, expected a folder", arg)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=out, prefix=".probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise GansampleError(f"{arg}: got {str(path)!r}; the folder cannot be written ({e.strerror or e})",
+                             arg) from None
+    clean_stale_temps(out)
+    return out
+
+
+def save_png(image: np.ndarray, path: str | os.PathLike[str], compress_level: int = 1) -> None:
+    """Write one uint8 [H, W, C] image as PNG, atomically."""
+    atomic_write(path, encode_png(image, compress_level))
+
+
+def save_pngs(images: "np.ndarray | Sequence[np.ndarray]", paths: Sequence[str | os.PathLike[str]],
+              compress_level: int = 1) -> None:
+    for image, path in zip(images, paths):
+        save_png(image, path, compress_level)
+
+
+def save_npz(path: str | os.PathLike[str], **arrays: np.ndarray) -> None:
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, **arrays)  # type: ignore[arg-type]
+    atomic_write(path, write)
+
+
+class PngWriter:
+    """Encode and write PNG files on worker threads while the caller runs inference
+    (onnxruntime releases the GIL while it runs; Pillow's encoder and the file system
+    calls release it too). One task per batch keeps the hand-off cost per image small,
+    and at most ``max_pending`` batches are in flight, so memory stays flat however many
+    images pass through. ``workers=0`` writes in the calling thread.
+    """
+
+    def __init__(self, workers: int | None = None, max_pending: int = 8) -> None:
+        self.pool = ThreadPoolExecutor(workers or os.cpu_count() or 2) if workers != 0 else None
+        self.pending: deque[Future[None]] = deque()
+        self.max_pending = max_pending
+
+    def write(self, images: "np.ndarray | Sequence[np.ndarray]", paths: Sequence[Path]) -> None:
+        if self.pool is None:
+            save_pngs(images, paths)
+            return
+        self.pending.append(self.pool.submit(save_pngs, images, paths))
+        while len(self.pending) > self.max_pending:
+            self.pending.popleft().result()  # re-raises a failed write
+
+    def close(self) -> None:
+        """Wait for every queued write; re-raises the first failure."""
+        if self.pool is None:
+            return
+        try:
+            while self.pending:
+                self.pending.popleft().result()
+        finally:
+            self.pool.shutdown(wait=True)
+
+    def abort(self) -> None:
+        """Drop queued writes and wait for the running ones (each still atomic)."""
+        if self.pool is None:
+            return
+        for f in self.pending:
+            f.cancel()
+        self.pending.clear()
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> "PngWriter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if exc[0] is not None:
+            self.abort()
+        else:
+            self.close()
+
+
+# --- manifests --------------------------------------------------------------------------
+class CsvWriter:
+    """A CSV file written row by row (memory flat in the number of rows) to a temporary
+    name, renamed into place by :meth:`commit`; :meth:`abort` removes it. Quoting is the
+    csv module's: names with commas, quotes or any Unicode read back exactly."""
+
+    def __init__(self, path: str | os.PathLike[str], fields: Sequence[str]) -> None:
+        self.path = Path(path)
+        self.fields = list(fields)
+        self.tmp = _tmp_path(self.path)
+        try:
+            self.fd: int | None = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except OSError as e:
+            raise write_error(self.path, e) from None
+        self.buf = io.StringIO()
+        self.csv = csv.writer(self.buf, lineterminator="\n")
+        self.csv.writerow(self.fields)
+
+    def write(self, row: dict[str, Any]) -> None:
+        self.csv.writerow([row.get(k, "") for k in self.fields])
+        if self.buf.tell() > 1 << 16:
+            self._flush()
+
+    def _flush(self) -> None:
+        assert self.fd is not None
+        try:
+            _write_all(self.fd, self.buf.getvalue().encode("utf-8"))
+        except OSError as e:
+            self.abort()
+            raise write_error(self.path, e) from None
+        self.buf.seek(0)
+        self.buf.truncate()
+
+    def commit(self) -> Path:
+        self._flush()
+        assert self.fd is not None
+        os.close(self.fd)
+        self.fd = None
+        try:
+            os.replace(self.tmp, self.path)
+        except OSError as e:
+            self.abort()
+            raise write_error(self.path, e) from None
+        return self.path
+
+    def abort(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+        try:
+            os.unlink(self.tmp)
+        except OSError:
+            pass
+
+    def __enter__(self) -> "CsvWriter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if exc[0] is not None:
+            self.abort()
+
+
+def write_csv(path: str | os.PathLike[str], rows: Iterable[dict[str, Any]], fields: Sequence[str]) -> Path:
+    with CsvWriter(path, fields) as w:
+        for r in rows:
+            w.write(r)
+        return w.commit()
+
+
+def manifest_rows(seeds: Sequence[int], labels: np.ndarray | None, class_names: Sequence[str], psi: float,
+                  files: Sequence[str], scores: dict[int, float] | None = None) -> Iterable[dict[str, Any]]:
+    """One manifest row per seed: seed, class index and name, psi, file (and d_score)."""
+    for i, s in enumerate(seeds):
+        row: dict[str, Any] = {"seed": s, "class": "" if labels is None else int(labels[i]),
+                               "class_name": "" if labels is None else class_names[int(labels[i])],
+                               "psi": psi, "file": files[i]}
+        if scores is not None and s in scores:
+            row["d_score"] = round(float(scores[s]), 6)
+        yield row
+
+
+# --- samples ----------------------------------------------------------------------------
+@dataclass
+class WriteReport:
+    """What :func:`write_samples` did."""
+
+    outdir: Path
+    format: str
+    written: int = 0  # images generated and written
+    skipped: int = 0  # seeds whose PNG existed (skip_existing)
+    files: list[Path] = field(default_factory=list)  # grid, npz, manifest
+
+
+class _NpzSpill:
+    """The arrays of an npz, filled batch by batch in memory-mapped .npy files beside the
+    output, then zipped into it: memory stays flat for any n."""
+
+    def __init__(self, outdir: Path, n: int, shapes: dict[str, tuple[tuple[int, ...], Any]]) -> None:
+        self.dir = Path(tempfile.mkdtemp(dir=outdir, prefix=".npz.",
+                                         suffix=f".{os.getpid()}-{next(_counter)}{_TMP_SUFFIX}"))
+        self.arrays = {k: np.lib.format.open_memmap(self.dir / f"{k}.npy", mode="w+", dtype=dt, shape=(n, *shape))
+                       for k, (shape, dt) in shapes.items()}
+        self.pos = 0
+
+    def add(self, **parts: np.ndarray) -> None:
+        n = len(next(iter(parts.values())))
+        for k, v in parts.items():
+            self.arrays[k][self.pos:self.pos + n] = v
+        self.pos += n
+
+    def commit(self, path: Path) -> None:
+        for a in self.arrays.values():
+            a.flush()
+        names = list(self.arrays)
+        self.arrays.clear()
+
+        def write(tmp: Path) -> None:
+            with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, allowZip64=True) as z:
+                for k in names:
+                    z.write(self.dir / f"{k}.npy", f"{k}.npy")
+        atomic_write(path, write)
+
+    def close(self) -> None:
+        self.arrays.clear()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def write_samples(g: "Generator", seeds: Sequence[int], outdir: str | os.PathLike[str], format: str = "png",
+                  psi: float = 1.0, cls: int | str | None = None, skip_existing: bool = False,
+                  scores: dict[int, float] | None = None, workers: int | None = None,
+                  progress: Callable[[int], None] | None = None) -> WriteReport:
+    """Sample ``seeds`` with ``g`` and write them to ``outdir``:
+
+    - ``png``: ``seedNNNN.png`` per seed, ``grid.png`` (the first 256 seeds) and ``manifest.csv``;
+    - ``npz``: ``images.npz`` (images, seeds, latents, labels) and ``manifest.csv``;
+    - ``grid``: ``grid.png`` and ``manifest.csv``.
+
+    Everything is streamed batch by batch, so memory is flat in the number of seeds.
+    ``skip_existing`` (png) leaves seeds whose file exists alone; the grid still shows the
+    run's first seeds. ``scores`` (seed -> D score) adds a ``d_score`` column.
+    ``progress(k)`` is called after every batch with the number of seeds it covered."""
+    if format not in FORMATS:
+        raise GansampleError(f"format: got {format!r}; valid: {', '.join(FORMATS)}", "format")
+    psi = g.check_psi(psi)
+    g.labels_for(list(seeds[:1]), cls)  # validates cls before any output
+    out = ensure_outdir(outdir)
+    n = len(seeds)
+    names = g.class_names if g.info.conditional else []
+    fields = MANIFEST_FIELDS + (["d_score"] if scores is not None else [])
+    report = WriteReport(out, format)
+    grid: list[np.ndarray] = []
+    manifest = CsvWriter(out / MANIFEST, fields)
+    r, c = g.info.img_resolution, g.info.img_channels
+    spill = (_NpzSpill(out, n, {"images": ((r, r, c), np.uint8), "seeds": ((), np.int64),
+                                "latents": ((g.info.z_dim,), np.float32),
+                                **({"labels": ((), np.int64)} if g.info.conditional else {})})
+             if format == "npz" else None)
+    writer = PngWriter(workers if format == "png" else 0)
+    done = 0
+    try:
+        for part in chunks(seeds, g.batch_size):
+            files = [seed_filename(s) for s in part] if format == "png" else [""] * len(part)
+            in_grid = [done + i < GRID_MAX for i in range(len(part))]
+            exists = ([(out / f).exists() for f in files] if skip_existing and format == "png"
+                      else [False] * len(part))
+            if format == "png":
+                need = [i for i in range(len(part)) if in_grid[i] or not exists[i]]
+            elif format == "grid":
+                need = [i for i in range(len(part)) if in_grid[i]]
+            else:
+                need = list(range(len(part)))
+            labels = g.labels_for(part, cls)
+            if need:
+                res = g.sample(seeds=[part[i] for i in need], psi=psi, cls=cls)
+                for j, i in enumerate(need):
+                    if in_grid[i]:
+                        grid.append(res.images[j])
+                if format == "png":
+                    todo = [j for j, i in enumerate(need) if not exists[i]]
+                    writer.write(res.images[todo], [out / files[need[j]] for j in todo])
+                    report.written += len(todo)
+                elif spill is not None:
+                    spill.add(images=res.images, seeds=np.asarray(part, np.int64), latents=res.latents,
+                              **({"labels": res.labels} if res.labels is not None else {}))
+                    report.written += len(part)
+            report.skipped += sum(exists)
+            for row in manifest_rows(part, labels, names, psi, files, scores):
+                manifest.write(row)
+            done += len(part)
+            if progress is not None:
+                progress(len(part))
+        writer.close()  # every PNG is in place before the grid and the manifest name them
+        if format in ("png", "grid") and grid:
+            path = out / "grid.png"
+            save_png(make_grid(np.stack(grid)), path, compress_level=6)
+            report.files.append(path)
+        if spill is not None:
+            spill.commit(out / "images.npz")
+            report.files.append(out / "images.npz")
+        report.files.append(manifest.commit())
+    except BaseException:
+        writer.abort()
+        manifest.abort()
+        raise
+    finally:
+        if spill is not None:
+            spill.close()
+    return report
+
+
+def zip_bytes(images: np.ndarray, seeds: Sequence[int], labels: np.ndarray | None, class_names: Sequence[str],
+              psi: float, scores: np.ndarray | None = None, order: Sequence[int] | None = None) -> bytes:
+    """The web demo's download: the PNGs and a manifest.csv (the columns ``generate``
+    writes, plus d_score when scores are given), in ``order``."""
+    order = list(range(len(seeds))) if order is None else list(order)
+    files = [seed_filename(seeds[i]) for i in order]
+    sel_labels = None if labels is None else labels[order]
+    by_seed = None if scores is None else {seeds[i]: float(scores[i]) for i in order}
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=MANIFEST_FIELDS + (["d_score"] if scores is not None else []),
+                       lineterminator="\n")
+    w.writeheader()
+    w.writerows(manifest_rows([seeds[i] for i in order], sel_labels, class_names, psi, files, by_seed))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as z:
+        for i, f in zip(order, files):
+            z.writestr(f, encode_png(images[i], 6))
+        z.writestr(MANIFEST, buf.getvalue().encode("utf-8"))
+    return out.getvalue()
+
+
+def write_zip(path: str | os.PathLike[str], images: np.ndarray, seeds: Sequence[int], labels: np.ndarray | None,
+              class_names: Sequence[str], psi: float, scores: np.ndarray | None = None,
+              order: Sequence[int] | None = None) -> Path:
+    """:func:`zip_bytes`, written atomically to ``path``."""
+    return atomic_write(path, zip_bytes(images, seeds, labels, class_names, psi, scores, order))
