@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import statistics
 import subprocess
@@ -182,20 +181,11 @@ def encode_rate(n: int = 2048) -> float:
         return n / (time.perf_counter() - t)
 
 
-def peak_rss_mb(n: int, outdir: Path) -> float:
-    exe = str(Path(sys.executable).parent / "gansample")
-    code = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, capture_output=True); "
-            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
-    out = subprocess.run([sys.executable, "-c", code, exe, "generate", "-n", str(n), "--outdir", str(outdir), "-q"],
-                         capture_output=True, text=True, check=True)
-    return int(out.stdout.strip()) / 1024
-
-
 def _med(values: list[float], fmt: str = ",.0f") -> str:
     return f"{statistics.median(values):{fmt}} ({min(values):{fmt}}-{max(values):{fmt}})"
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch", type=int, default=64)
@@ -203,7 +193,6 @@ def main() -> None:
     ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     ap.add_argument("--e2e-n", type=int, default=4096)
     ap.add_argument("--rounds", type=int, default=3, help="interleaved repetitions (median reported)")
-    ap.add_argument("--rss-n", type=int, default=0, help="also measure peak RSS of generate -n RSS_N")
     ap.add_argument("--skip-compile", action="store_true")
     ap.add_argument("--peak-tflops", type=float, default=989.4,
                     help="the GPU's dense fp16 tensor peak (default: H100 SXM)")
@@ -216,95 +205,104 @@ def main() -> None:
     ap.add_argument("--fp16", action="store_true")
     ap.add_argument("--spinning", action="store_true")
     ap.add_argument("--no-iobinding", action="store_true")
-    a = ap.parse_args()
+    return ap.parse_args()
+
+
+def backends_for(spec: dict, a: argparse.Namespace) -> list[tuple[str, str, dict]]:
+    """(label, worker backend, run_worker keyword arguments) for one model."""
+    onnx_dir = spec["onnx"]
+    backends: list[tuple[str, str, dict]] = [("torch eager", "torch-eager", {})]
+    if not a.skip_compile:
+        backends.append(("torch.compile", "torch-compile", {}))
+    backends += [
+        ("gansample fp32 (float out)", "ort", dict(model_file=str(onnx_dir / "generator.onnx"), spinning=True)),
+        ("gansample uint8 (API default)", "ort",
+         dict(model_file=str(onnx_dir / "generator_uint8.onnx"), spinning=True)),
+        ("gansample uint8, no spinning (as `generate` to PNG)", "ort",
+         dict(model_file=str(onnx_dir / "generator_uint8.onnx"))),
+        ("plain export (ConvTranspose graph), uint8", "ort", dict(model_file=str(spec["plain"]), spinning=True)),
+    ]
+    if a.device == "cuda":
+        fp16_file = str(onnx_dir / "generator_fp16.onnx")
+        backends += [
+            ("torch eager fp16", "torch-eager", dict(fp16=True)),
+            ("gansample fp32 (float out), no IO binding", "ort",
+             dict(model_file=str(onnx_dir / "generator.onnx"), no_iobinding=True)),
+            ("gansample fp16 (API default on CUDA)", "ort", dict(model_file=fp16_file)),
+            ("gansample fp16, no IO binding", "ort", dict(model_file=fp16_file, no_iobinding=True)),
+        ]
+    return backends
+
+
+def model_table(specs: list[dict], a: argparse.Namespace) -> None:
+    print(f"# model-only throughput, batch {a.batch}, {a.threads} threads, device {a.device} "
+          f"(img/s, median of {a.seconds:.0f}s per process; median of {a.rounds} round(s), each "
+          f"backend in its own process, backends interleaved)\n")
+    print("| model | backend | img/s | range over rounds | vs eager | vs compile |")
+    print("|---|---|---|---|---|---|")
+    for spec in specs:
+        backends = backends_for(spec, a)
+        rates: dict[str, list[float]] = {label: [] for label, _, _ in backends}
+        for _ in range(a.rounds):
+            for label, backend, kw in backends:
+                rates[label].append(run_worker(backend, spec, a, **kw)["img_per_s"])
+        med = {label: statistics.median(v) for label, v in rates.items()}
+        eager = med["torch eager"]
+        comp = med.get("torch.compile", float("nan"))
+        for label, v in med.items():
+            lo, hi = min(rates[label]), max(rates[label])
+            print(f"| {spec['name']} | {label} | {v:,.0f} | {lo:,.0f}-{hi:,.0f} | {v / eager:.2f}x | "
+                  f"{v / comp:.2f}x |")
+        if a.device == "cuda":
+            flops = 2 * multiply_adds(spec)
+            best = max(v for label, v in med.items() if "gansample fp16" in label)
+            print(f"| {spec['name']} | {flops / 1e6:.1f} MFLOP per image: best gansample fp16 rate = "
+                  f"{best * flops / 1e12:.2f} TFLOP/s = {best * flops / (a.peak_tflops * 1e12):.2%} of "
+                  f"{a.peak_tflops:g} TFLOP/s fp16 peak | | | | |")
+    print()
+
+
+def end_to_end_table(spec: dict, a: argparse.Namespace, work: Path) -> None:
+    uint8 = str(spec["onnx"] / "generator_uint8.onnx")
+    models, encs, e2es, grids = [], [], [], []
+    for r in range(a.rounds):  # interleaved: the file system's speed drifts on this VM
+        models.append(run_worker("ort", spec, a, uint8, spinning=True)["img_per_s"])
+        encs.append(encode_rate())
+        out = work / f"e2e{r}"
+        e2es.append(a.e2e_n / cli("generate", "-n", str(a.e2e_n), "--outdir", str(out), "-q", "--device", "cpu"))
+        shutil.rmtree(out, ignore_errors=True)
+        grids.append(a.e2e_n / cli("generate", "-n", str(a.e2e_n), "--outdir", str(out), "-q",
+                                   "--device", "cpu", "--format", "grid"))
+        shutil.rmtree(out, ignore_errors=True)
+    ratios = [e / min(m, c) for m, c, e in zip(models, encs, e2es)]
+    print("# end to end (bundled model)\n")
+    print(f"| measure ({a.rounds} round(s): median, range) | value |")
+    print("|---|---|")
+    print(f"| model-only rate, uint8, {a.threads} threads (API default) | {_med(models)} img/s |")
+    print(f"| PNG encode + atomic write rate, all cores | {_med(encs)} img/s |")
+    print(f"| `generate -n {a.e2e_n}` to PNG files, with start-up | {_med(e2es)} img/s |")
+    print(f"| the same with `--format grid` (no PNG files: inference + start-up) | {_med(grids)} img/s |")
+    print(f"| end-to-end / min(model, encode), per round | {_med(ratios, '.2f')} (target >= 0.8) |")
+    colds = []
+    for _ in range(5):
+        shutil.rmtree(work / "cold", ignore_errors=True)
+        colds.append(cli("generate", "-n", "64", "--outdir", str(work / "cold"), "-q"))
+    print(f"| cold start `generate -n 64` (median of 5) | {statistics.median(colds):.3f} s (target <= 1.0) |")
+
+
+def main() -> None:
+    a = parse_args()
     if a.worker:
         a.backend = a.worker
         worker(a)
         return
-
     work = Path(tempfile.mkdtemp(prefix="gansample-bench-"))
     try:
         specs = [make_model("bundled-arch", bundled_args(), work),
                  make_model("ref-64px-rgb", dict(z_dim=128, resolution=64, channels=3, num_classes=0, width=64), work)]
-        print(f"# model-only throughput, batch {a.batch}, {a.threads} threads, device {a.device} "
-              f"(img/s, median of {a.seconds:.0f}s per process; median of {a.rounds} round(s), each "
-              f"backend in its own process, backends interleaved)\n")
-        print("| model | backend | img/s | range over rounds | vs eager | vs compile |")
-        print("|---|---|---|---|---|---|")
-        for spec in specs:
-            onnx_dir = spec["onnx"]
-            # (label, worker backend, run_worker keyword arguments)
-            backends: list[tuple[str, str, dict]] = [("torch eager", "torch-eager", {})]
-            if not a.skip_compile:
-                backends.append(("torch.compile", "torch-compile", {}))
-            backends += [
-                ("gansample fp32 (float out)", "ort",
-                 dict(model_file=str(onnx_dir / "generator.onnx"), spinning=True)),
-                ("gansample uint8 (API default)", "ort",
-                 dict(model_file=str(onnx_dir / "generator_uint8.onnx"), spinning=True)),
-                ("gansample uint8, no spinning (as `generate` to PNG)", "ort",
-                 dict(model_file=str(onnx_dir / "generator_uint8.onnx"))),
-                ("plain export (ConvTranspose graph), uint8", "ort",
-                 dict(model_file=str(spec["plain"]), spinning=True)),
-            ]
-            if a.device == "cuda":
-                fp16_file = str(onnx_dir / "generator_fp16.onnx")
-                backends += [
-                    ("torch eager fp16", "torch-eager", dict(fp16=True)),
-                    ("gansample fp32 (float out), no IO binding", "ort",
-                     dict(model_file=str(onnx_dir / "generator.onnx"), no_iobinding=True)),
-                    ("gansample fp16 (API default on CUDA)", "ort", dict(model_file=fp16_file)),
-                    ("gansample fp16, no IO binding", "ort", dict(model_file=fp16_file, no_iobinding=True)),
-                ]
-            rates: dict[str, list[float]] = {label: [] for label, _, _ in backends}
-            for _ in range(a.rounds):
-                for label, backend, kw in backends:
-                    rates[label].append(run_worker(backend, spec, a, **kw)["img_per_s"])
-            med = {label: statistics.median(v) for label, v in rates.items()}
-            eager = med["torch eager"]
-            comp = med.get("torch.compile", float("nan"))
-            for label, v in med.items():
-                lo, hi = min(rates[label]), max(rates[label])
-                print(f"| {spec['name']} | {label} | {v:,.0f} | {lo:,.0f}-{hi:,.0f} | {v / eager:.2f}x | "
-                      f"{v / comp:.2f}x |")
-            if a.device == "cuda":
-                flops = 2 * multiply_adds(spec)
-                best = max(v for label, v in med.items() if "gansample fp16" in label)
-                print(f"| {spec['name']} | {flops / 1e6:.1f} MFLOP per image: best gansample fp16 rate = "
-                      f"{best * flops / 1e12:.2f} TFLOP/s = {best * flops / (a.peak_tflops * 1e12):.2%} of "
-                      f"{a.peak_tflops:g} TFLOP/s fp16 peak | | | | |")
-        print()
+        model_table(specs, a)
         if a.device == "cpu":
-            uint8 = str(specs[0]["onnx"] / "generator_uint8.onnx")
-            models, encs, e2es, grids = [], [], [], []
-            for r in range(a.rounds):  # interleaved: the file system's speed drifts on this VM
-                models.append(run_worker("ort", specs[0], a, uint8, spinning=True)["img_per_s"])
-                encs.append(encode_rate())
-                out = work / f"e2e{r}"
-                e2es.append(a.e2e_n / cli("generate", "-n", str(a.e2e_n), "--outdir", str(out), "-q",
-                                          "--device", "cpu"))
-                shutil.rmtree(out, ignore_errors=True)
-                grids.append(a.e2e_n / cli("generate", "-n", str(a.e2e_n), "--outdir", str(out), "-q",
-                                           "--device", "cpu", "--format", "grid"))
-                shutil.rmtree(out, ignore_errors=True)
-            ratios = [e / min(m, c) for m, c, e in zip(models, encs, e2es)]
-            print("# end to end (bundled model)\n")
-            print(f"| measure ({a.rounds} round(s): median, range) | value |")
-            print("|---|---|")
-            print(f"| model-only rate, uint8, {a.threads} threads (API default) | {_med(models)} img/s |")
-            print(f"| PNG encode + atomic write rate, all cores | {_med(encs)} img/s |")
-            print(f"| `generate -n {a.e2e_n}` to PNG files, with start-up | {_med(e2es)} img/s |")
-            print(f"| the same with `--format grid` (no PNG files: inference + start-up) | {_med(grids)} img/s |")
-            print(f"| end-to-end / min(model, encode), per round | {_med(ratios, '.2f')} (target >= 0.8) |")
-            colds = []
-            for i in range(5):
-                shutil.rmtree(work / "cold", ignore_errors=True)
-                colds.append(cli("generate", "-n", "64", "--outdir", str(work / "cold"), "-q"))
-            print(f"| cold start `generate -n 64` (median of 5) | {statistics.median(colds):.3f} s (target <= 1.0) |")
-            if a.rss_n:
-                small = peak_rss_mb(1000, work / "rss-small")
-                big = peak_rss_mb(a.rss_n, work / "rss-big")
-                print(f"| peak RSS, -n 1000 / -n {a.rss_n} | {small:.0f} MB / {big:.0f} MB |")
+            end_to_end_table(specs[0], a, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

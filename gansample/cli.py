@@ -12,6 +12,7 @@ import signal
 import sys
 from typing import Any, Callable, Sequence
 
+from .commands import MAX_GENERATE
 from .errors import GansampleError
 
 # Python argument names (what the library's errors name) -> the CLI flag for them.
@@ -27,7 +28,6 @@ COMMAND_FLAGS = {
     "evaluate": {"n": "--n", "model": "MODEL"},
     "info": {"model": "MODEL"},
 }
-MAX_GENERATE = 100_000_000  # seeds in one local `generate` run
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -199,13 +199,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg, unused-ignore]
+    """Writes to whatever sys.stderr is when a record arrives (not the one at set-up)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
 def _configure_logging(quiet: bool) -> None:
     """Library notes (device fallback, trainer messages) go to stderr as one line each."""
     log = logging.getLogger("gansample")
-    if not any(getattr(h, "_gansample_cli", False) for h in log.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+    if not any(isinstance(h, _StderrHandler) for h in log.handlers):
+        handler = _StderrHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("gansample: %(message)s"))
-        handler._gansample_cli = True  # type: ignore[attr-defined]
         log.addHandler(handler)
         log.propagate = False
     log.setLevel(logging.WARNING if quiet else logging.INFO)

@@ -16,6 +16,7 @@ from typing import Any
 from .errors import GansampleError
 
 log = logging.getLogger("gansample")
+MAX_GENERATE = 100_000_000  # seeds in one local `generate` run
 
 
 def _install_hint(extra: str, missing: str) -> GansampleError:
@@ -32,7 +33,6 @@ def _verbose_device(g: Any, verbose: bool) -> None:
 def generate(a: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .cli import MAX_GENERATE
     from .generator import Generator
     from .output import ensure_outdir, write_samples
 

@@ -7,7 +7,6 @@ import glob
 import math
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np

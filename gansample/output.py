@@ -163,9 +163,9 @@ def ensure_outdir(path: str | os.PathLike[str], arg: str = "outdir") -> Path:
     """Create the folder (and parents), check it is writable and clear temporary files
     left by killed runs; or raise an error naming ``arg``."""
     out = Path(path)
-    if out.exists() and not out.is_dir():
-        raise GansampleError(f"{arg}: got {str(path)!r}; it is an existing file, expected a folder", arg)
     try:
+        if out.exists() and not out.is_dir():
+            raise GansampleError(f"{arg}: got {str(path)!r}; it is an existing file, expected a folder", arg)
         out.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(dir=out, prefix=".probe-")
         os.close(fd)
@@ -175,6 +175,13 @@ def ensure_outdir(path: str | os.PathLike[str], arg: str = "outdir") -> Path:
                              arg) from None
     clean_stale_temps(out)
     return out
+
+
+def temp_dir(parent: str | os.PathLike[str], label: str) -> Path:
+    """A temporary folder in ``parent`` that a later run there removes if this process
+    dies before removing it itself."""
+    return Path(tempfile.mkdtemp(dir=parent, prefix=f".{label}.",
+                                 suffix=f".{os.getpid()}-{next(_counter)}{_TMP_SUFFIX}"))
 
 
 def save_png(image: np.ndarray, path: str | os.PathLike[str], compress_level: int = 1) -> None:
@@ -343,8 +350,7 @@ class _NpzSpill:
     output, then zipped into it: memory stays flat for any n."""
 
     def __init__(self, outdir: Path, n: int, shapes: dict[str, tuple[tuple[int, ...], Any]]) -> None:
-        self.dir = Path(tempfile.mkdtemp(dir=outdir, prefix=".npz.",
-                                         suffix=f".{os.getpid()}-{next(_counter)}{_TMP_SUFFIX}"))
+        self.dir = temp_dir(outdir, "npz")
         self.arrays = {k: np.lib.format.open_memmap(self.dir / f"{k}.npy", mode="w+", dtype=dt, shape=(n, *shape))
                        for k, (shape, dt) in shapes.items()}
         self.pos = 0

@@ -13,6 +13,7 @@ Works offline: no external fonts, scripts or analytics.
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import os
 import sys
@@ -81,13 +82,12 @@ class Models:
 
 def _ui_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Turn the library's errors into gradio's message boxes, named after the fields."""
+    @functools.wraps(fn)  # gradio reads the parameters through __wrapped__
     def wrapped(*args: Any) -> Any:
         try:
             return fn(*args)
         except GansampleError as e:
             raise gr.Error(e.renamed(FIELDS)) from None
-    wrapped.__name__ = fn.__name__
-    wrapped.__doc__ = fn.__doc__
     return wrapped
 
 
@@ -222,7 +222,7 @@ def _generate_tab(models: Models, model: Any, cls_choices: list[str]) -> Any:
         gallery = gr.Gallery(label="Samples", columns=8, height="auto", format="png", elem_id="gallery")
         zip_out = gr.File(label="PNG files (zip)")
         status = gr.Markdown(elem_id="generate-status")
-    btn.click(_ui_errors(partial(generate, models)), [model, seed_text, start, count, psi, cls, sort, min_score],
+    btn.click(partial(_ui_errors(generate), models), [model, seed_text, start, count, psi, cls, sort, min_score],
               [gallery, zip_out, status], api_name="generate")
     return cls
 
@@ -242,7 +242,7 @@ def _interpolate_tab(models: Models, model: Any, cls_choices: list[str]) -> Any:
         anim = gr.Image(label="Animation", type="filepath", elem_id="animation")
         anim_file = gr.File(label="GIF download")
         status = gr.Markdown(elem_id="interpolate-status")
-    btn.click(_ui_errors(partial(walk, models)), [model, seeds, steps, method, loop, psi, cls, fps],
+    btn.click(partial(_ui_errors(walk), models), [model, seeds, steps, method, loop, psi, cls, fps],
               [anim, anim_file, status], api_name="interpolate")
     return cls
 
@@ -254,7 +254,7 @@ def _score_tab(models: Models, model: Any) -> None:
         table = gr.Dataframe(headers=["file", "D score", "class", "status"], label="Scores (best first)",
                              elem_id="score-table", interactive=False)
         status = gr.Markdown(elem_id="score-status")
-    btn.click(_ui_errors(partial(score, models)), [model, uploads], [table, status], api_name="score")
+    btn.click(partial(_ui_errors(score), models), [model, uploads], [table, status], api_name="score")
 
 
 def build(models: Models, default: str) -> gr.Blocks:
@@ -267,7 +267,7 @@ def build(models: Models, default: str) -> gr.Blocks:
         cls = _generate_tab(models, model, cls_choices)
         w_cls = _interpolate_tab(models, model, cls_choices)
         _score_tab(models, model)
-        model.change(_ui_errors(partial(on_model, models)), model, [cls, w_cls])
+        model.change(partial(_ui_errors(on_model), models), model, [cls, w_cls])
     return demo
 
 

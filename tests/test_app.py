@@ -11,7 +11,6 @@ import time
 import urllib.request
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image
 
@@ -29,10 +28,15 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def app_url(tmp_path_factory):
+def gradio_tmp(tmp_path_factory):
+    return tmp_path_factory.mktemp("gradio-tmp")
+
+
+@pytest.fixture(scope="module")
+def app_server(tmp_path_factory, gradio_tmp):
     port = _free_port()
     log = tmp_path_factory.mktemp("app") / "app.log"
-    env = {**os.environ, "GRADIO_TEMP_DIR": str(tmp_path_factory.mktemp("gradio-tmp"))}
+    env = {**os.environ, "GRADIO_TEMP_DIR": str(gradio_tmp)}
     with open(log, "w") as f:
         proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--port", str(port), "--device", "cpu"],
                                 stdout=f, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
@@ -49,9 +53,14 @@ def app_url(tmp_path_factory):
     else:
         proc.kill()
         pytest.fail("app did not start: " + log.read_text())
-    yield url
+    yield url, proc
     proc.terminate()
     proc.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def app_url(app_server):
+    return app_server[0]
 
 
 @pytest.fixture(scope="module")
@@ -161,3 +170,116 @@ def test_gansample_app_command_forwards_options():
     bad = subprocess.run([str(exe), "app", "--model", "/nonexistent/model"], capture_output=True, text=True,
                          timeout=120)
     assert bad.returncode == 2 and "--model: unknown model '/nonexistent/model'" in bad.stderr
+
+
+# --- under load and against hostile requests ------------------------------------------------------
+def _rss(pid: int) -> tuple[float, float]:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from load_app import rss_mb
+    return rss_mb(pid)
+
+
+def test_huge_seed_range_is_refused_without_memory(app_server) -> None:
+    client_mod = pytest.importorskip("gradio_client")
+    url, proc = app_server
+    c = client_mod.Client(url, verbose=False)
+    c.predict("fashion-mnist", "0-3", 0, 4, 1.0, "(from the seed)", "seed", "", api_name="/generate")  # warm
+    before = _rss(proc.pid)
+    for text in ("0-100000000", "0-4294967295", "1," * 4000 + "2"):
+        with pytest.raises(Exception, match="Seeds: got"):
+            c.predict("fashion-mnist", text, 0, 8, 1.0, "(from the seed)", "seed", "", api_name="/generate")
+    after = _rss(proc.pid)
+    assert after[0] - before[0] < 50 and after[1] - before[1] < 50, (before, after)
+
+
+def test_nan_and_fractions_in_number_fields_name_the_field(app_url) -> None:
+    client_mod = pytest.importorskip("gradio_client")
+    c = client_mod.Client(app_url, verbose=False)
+    for count, needle in ((float("nan"), "count: got nan"), (2.5, "count: got 2.5"), (1e12, "count: got")):
+        with pytest.raises(Exception, match=needle):
+            c.predict("fashion-mnist", "", 0, count, 1.0, "(from the seed)", "seed", "", api_name="/generate")
+    with pytest.raises(Exception, match="start seed: got"):
+        c.predict("fashion-mnist", "", -5, 4, 1.0, "(from the seed)", "seed", "", api_name="/generate")
+
+
+def test_palette_bomb_upload_is_refused_cheaply(app_server, tmp_path) -> None:
+    client_mod = pytest.importorskip("gradio_client")
+    url, proc = app_server
+    bombs = []
+    for i in range(3):
+        p = tmp_path / f"bomb{i}.png"
+        Image.new("P", (7999, 7999), i).save(p, optimize=True)
+        bombs.append(p)
+    c = client_mod.Client(url, verbose=False)
+    before = _rss(proc.pid)
+    table, status = c.predict("fashion-mnist", [client_mod.handle_file(str(p)) for p in bombs], api_name="/score")
+    after = _rss(proc.pid)
+    assert "3 not usable" in status and all("too large" in r[3] for r in table["data"]), table
+    assert after[1] - before[1] < 50, (before, after)
+
+
+def test_twenty_concurrent_identical_clients(app_server, gradio_tmp) -> None:
+    pytest.importorskip("gradio_client")
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from load_app import run_load
+    url, proc = app_server
+    r = run_load(url, clients=20, seconds=12)
+    assert r["requests"] >= 20 and not r["errors"], r["errors"][:5]
+    assert proc.poll() is None
+    # Nothing half-written or temporary is left, and identical requests share their files.
+    files = [p for p in gradio_tmp.rglob("*") if p.is_file()]
+    assert not [p for p in files if p.name.endswith(".gansample-tmp") or p.name.startswith(".")], files[:5]
+    ours = [p for p in files if "gansample" in p.parts]
+    assert len({p.name for p in ours if p.suffix == ".zip"}) <= 3, [p.name for p in ours]
+
+
+def test_manifest_round_trips_odd_class_names(odd_model, tmp_path) -> None:
+    """Class names with a comma, a quote and non-ASCII letters survive generate's manifest
+    and the app's zip, read back with csv."""
+    import csv
+    import io
+    import zipfile
+
+    from conftest import run_cli
+    names = ODD_NAMES
+    out = tmp_path / "o"
+    assert run_cli("generate", "-n", "4", "--model", odd_model, "--outdir", out, "-q") == 0
+    rows = list(csv.DictReader((out / "manifest.csv").open(encoding="utf-8")))
+    assert [r["class_name"] for r in rows] == [names[s % 2] for s in range(4)]
+    from gansample import ui
+    models = ui.Models([str(odd_model)], "cpu")
+    items, zip_path, status = ui.generate(models, odd_model.name, "0-3", 0, 4, 1.0, ui.BY_SEED, ui.SORTS[0], "")
+    with zipfile.ZipFile(zip_path) as z:
+        text = z.read("manifest.csv").decode("utf-8")
+    zrows = list(csv.DictReader(io.StringIO(text)))
+    assert [r["class_name"] for r in zrows] == [names[s % 2] for s in range(4)]
+    assert [r["file"] for r in zrows] == [f"seed{s:04d}.png" for s in range(4)]
+    assert all(names[s % 2] in cap for s, (_, cap) in enumerate(items))
+
+
+ODD_NAMES = ['shirt, "striped"', "Ünïcødé ß 衬衫"]
+
+
+@pytest.fixture
+def odd_model(tiny_model, tmp_path):
+    import onnx
+
+    from gansample import metadata as md
+    dst = tmp_path / "odd"
+    shutil.copytree(tiny_model, dst)
+    for f in dst.glob("*.onnx"):
+        m = onnx.load(str(f))
+        info = md.read_onnx(m)
+        info.class_names = list(ODD_NAMES)
+        md.write(m, info)
+        onnx.save(m, str(f))
+    return dst
+
+
+def test_ui_callbacks_check_sizes_before_work() -> None:
+    from gansample import GansampleError, ui
+    with pytest.raises(GansampleError, match="at most 256 seeds"):
+        ui.request_seeds("0-100000000", 0, 16)
+    with pytest.raises(GansampleError, match="count: got nan"):
+        ui.request_seeds("", 0, float("nan"))
+    assert ui.request_seeds("", 5, 3.0) == [5, 6, 7]

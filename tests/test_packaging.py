@@ -23,6 +23,11 @@ def test_wheel_carries_the_bundled_model(tmp_path: Path) -> None:
                    check=True, capture_output=True, text=True, timeout=600)
     (wheel,) = wheels.glob("gansample-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
+    # Exactly one import name: no `training` or `app` beside `gansample` in site-packages.
+    top = {n.split("/")[0] for n in names}
+    assert {t for t in top if not t.endswith(".dist-info")} == {"gansample"}, top
+    assert "gansample/training/train.py" in names and "gansample/ui.py" in names
+    assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names), sorted(names)[:20]
     for f in ("generator.onnx", "generator_uint8.onnx", "generator_fp16.onnx", "generator_mix.onnx",
               "discriminator.onnx", "MODEL_CARD.md"):
         assert f"gansample/exported/fashion-mnist/{f}" in names
@@ -35,10 +40,12 @@ def test_wheel_carries_the_bundled_model(tmp_path: Path) -> None:
                    check=True, capture_output=True, text=True, timeout=600)
     code = ("import gansample, sys; from gansample import Generator; "
             "g = Generator('fashion-mnist', device='cpu'); r = g.sample(seeds=[0, 1]); "
-            "print(gansample.__file__); print(g.files.folder); print(r.images.shape)")
+            "print(gansample.__file__); print(g.files.folder); print(r.images.shape); "
+            "import gansample.training.config as c; print(c.__file__)")
     env = {**os.environ, "PYTHONPATH": str(site)}
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, check=True,
                          capture_output=True, text=True, timeout=120).stdout.splitlines()
     assert out[0].startswith(str(site)), out
     assert Path(out[1]) == site / "gansample" / "exported" / "fashion-mnist", out
     assert out[2] == "(2, 28, 28, 1)", out
+    assert out[3] == str(site / "gansample" / "training" / "config.py"), out

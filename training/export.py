@@ -18,8 +18,8 @@ import copy
 import io
 import logging
 import os
+import shutil
 import subprocess
-import tempfile
 import warnings
 from contextlib import redirect_stdout
 from pathlib import Path
@@ -32,7 +32,7 @@ from torch.nn.utils import parametrize
 
 from gansample import metadata as md
 from gansample.errors import GansampleError, bad_value
-from gansample.output import atomic_write
+from gansample.output import atomic_write, ensure_outdir, temp_dir, write_error
 
 from . import checkpoint as ckpt
 from .fastgraph import PhaseGenerator
@@ -181,8 +181,11 @@ def export_checkpoint(checkpoint: str, out: str | os.PathLike[str], name: str | 
     """Export G (EMA weights) and D of ``checkpoint`` into the folder ``out``; returns a
     report with the parity figures. Raises GansampleError on bad input or failed parity."""
     outdir = Path(out)
-    if outdir.exists() and not outdir.is_dir():
-        raise bad_value("--out", str(out), "a folder path (this path is an existing file)")
+    try:
+        if outdir.exists() and not outdir.is_dir():
+            raise bad_value("--out", str(out), "a folder path (this path is an existing file)")
+    except OSError as e:  # a name too long for the file system, a path through a file ...
+        raise bad_value("--out", str(out), f"a folder path that can be created ({e.strerror or e})") from None
     state = ckpt.load(checkpoint, "CHECKPOINT")
     try:
         G = Generator(**state["g_args"])
@@ -192,17 +195,18 @@ def export_checkpoint(checkpoint: str, out: str | os.PathLike[str], name: str | 
     except (KeyError, RuntimeError, TypeError) as e:
         raise GansampleError(f"CHECKPOINT: {checkpoint} does not hold a usable gansample G/D "
                              f"({str(e).splitlines()[0][:200]})") from None
-    outdir.mkdir(parents=True, exist_ok=True)
-    # Everything is written to a staging folder and moved in only after every check passed.
-    stage = Path(tempfile.mkdtemp(dir=outdir, prefix=".export-"))
+    ensure_outdir(outdir, "--out")
+    # Everything is written to a staging folder and moved in only after every check passed
+    # (a killed export's staging folder is removed by the next run in that folder).
+    stage = Path(temp_dir(outdir, "export"))
     try:
         report = _export_models(G, D, state, stage, name or outdir.resolve().name, fp16, parity_batch, metrics)
         for f in sorted(stage.iterdir()):
             os.replace(f, outdir / f.name)
+    except OSError as e:
+        raise write_error(outdir, e) from None
     finally:
-        for f in stage.iterdir():
-            f.unlink()
-        stage.rmdir()
+        shutil.rmtree(stage, ignore_errors=True)
     return report
 
 
@@ -210,62 +214,87 @@ def _export_models(G: Generator, D: Discriminator, state: dict[str, Any], outdir
                    fp16: bool, parity_batch: int, metrics: dict[str, Any] | None) -> dict[str, Any]:
     G.eval()
     D.eval()
-    g = fold_generator(G)
-    fast = PhaseGenerator(g).eval()
-    d = bake_discriminator(D)
+    base = _base_info(state, name, metrics)
+    emitter = _Emitter(outdir)
+    with torch.no_grad():
+        ref, y = _export_generators(G, emitter, base, fp16, parity_batch)
+        _export_discriminator(D, emitter, base, state, ref, y)
+    return emitter.report
+
+
+def _base_info(state: dict[str, Any], name: str, metrics: dict[str, Any] | None) -> md.ModelInfo:
+    """The generator's metadata; every other file's is this with a few fields changed."""
     ga = state["g_args"]
-    ncls, zdim = ga["num_classes"], ga["z_dim"]
+    ncls = ga["num_classes"]
     class_names = list(state.get("class_names") or [])[:ncls] if ncls else []
-    base = md.ModelInfo(role="generator", img_resolution=ga["resolution"], img_channels=ga["channels"],
-                        z_dim=zdim, num_classes=ncls, class_names=class_names,
+    return md.ModelInfo(role="generator", img_resolution=ga["resolution"], img_channels=ga["channels"],
+                        z_dim=ga["z_dim"], num_classes=ncls, class_names=class_names,
                         name=name, dataset=state.get("dataset", ""),
                         train_steps=int(state["step"]), source_commit=source_commit(),
                         metrics=metrics or {}, architecture=dict(ga))
+
+
+class _Emitter:
+    """Exports modules into one folder and records each file's size in ``report``."""
+
+    def __init__(self, outdir: Path) -> None:
+        self.outdir = outdir
+        self.report: dict[str, Any] = {"files": {}}
+
+    def __call__(self, module: nn.Module, args: tuple[torch.Tensor, ...], names: list[str], output: str,
+                 fname: str, info: md.ModelInfo) -> Path:
+        model = _simplify(_to_onnx(module, args, names, output))
+        md.write(model, info)
+        path = self.outdir / fname
+        _save(model, path)
+        self.report["files"][fname] = path.stat().st_size
+        return path
+
+
+def _export_generators(G: Generator, emit: _Emitter, base: md.ModelInfo, fp16: bool,
+                       parity_batch: int) -> tuple[np.ndarray, torch.Tensor]:
+    """generator.onnx (checked for parity), the uint8, mix and fp16 variants. Returns
+    PyTorch's images for the parity inputs and their labels (D's parity check uses them)."""
+    g = fold_generator(G)
+    fast = PhaseGenerator(g).eval()
+    ncls = base.num_classes
     gen = torch.Generator().manual_seed(1234)
-    z = torch.randn(parity_batch, zdim, generator=gen)
+    z = torch.randn(parity_batch, base.z_dim, generator=gen)
     y = torch.randint(0, max(ncls, 1), (parity_batch,), generator=gen)
     g_args, g_names = generator_inputs(z, y if ncls else None)
     feeds = {"z": z.numpy(), **({"label": y.numpy()} if ncls else {})}
-    report: dict[str, Any] = {"files": {}}
+    ref = G(*g_args).numpy()
+    p = emit(fast, g_args, g_names, "images", "generator.onnx", base)
+    diff = float(np.abs(_ort_run(p, feeds) - ref).max())
+    emit.report["generator_max_abs_diff"] = diff
+    if not diff <= PARITY_TOL:
+        raise GansampleError(f"export parity check failed: generator.onnx differs from PyTorch by "
+                             f"{diff:.3g} (tolerance {PARITY_TOL})")
+    variant = lambda v: md.ModelInfo(**{**base.__dict__, "output": md.UINT8_NHWC, "variant": v})  # noqa: E731
+    emit(Uint8Output(fast), g_args, g_names, "images", "generator_uint8.onnx", variant("uint8"))
+    if ncls:
+        onehot = torch.nn.functional.one_hot(y, ncls).float()
+        emit(MixOutput(fast), (z, onehot), ["z", "class_weights"], "images", "generator_mix.onnx", variant("mix"))
+    if fp16:
+        emit(Uint8Output(copy.deepcopy(g).half(), half=True), g_args, g_names, "images", "generator_fp16.onnx",
+             variant("fp16"))
+    return ref, y
 
-    def emit(module: nn.Module, args: tuple, names: list[str], output: str, fname: str,
-             info: md.ModelInfo) -> Path:
-        model = _simplify(_to_onnx(module, args, names, output))
-        md.write(model, info)
-        path = outdir / fname
-        _save(model, path)
-        report["files"][fname] = path.stat().st_size
-        return path
 
-    with torch.no_grad():
-        ref = G(*g_args).numpy()
-        p = emit(fast, g_args, g_names, "images", "generator.onnx", base)
-        diff = float(np.abs(_ort_run(p, feeds) - ref).max())
-        report["generator_max_abs_diff"] = diff
-        if not diff <= PARITY_TOL:
-            raise GansampleError(f"export parity check failed: generator.onnx differs from PyTorch by "
-                                 f"{diff:.3g} (tolerance {PARITY_TOL})")
-        emit(Uint8Output(fast), g_args, g_names, "images", "generator_uint8.onnx",
-             md.ModelInfo(**{**base.__dict__, "output": md.UINT8_NHWC, "variant": "uint8"}))
-        if ncls:
-            onehot = torch.nn.functional.one_hot(y, ncls).float()
-            emit(MixOutput(fast), (z, onehot), ["z", "class_weights"], "images", "generator_mix.onnx",
-                 md.ModelInfo(**{**base.__dict__, "output": md.UINT8_NHWC, "variant": "mix"}))
-        if fp16:
-            emit(Uint8Output(copy.deepcopy(g).half(), half=True), g_args, g_names, "images",
-                 "generator_fp16.onnx",
-                 md.ModelInfo(**{**base.__dict__, "output": md.UINT8_NHWC, "variant": "fp16"}))
-        x = torch.from_numpy(ref)
-        d_args = (x, y) if ncls else (x,)
-        d_names = ["images", "label"] if ncls else ["images"]
-        d_ref = d(*d_args).numpy()
-        p = emit(d, d_args, d_names, "logits", "discriminator.onnx",
-                 md.ModelInfo(**{**base.__dict__, "role": "discriminator",
-                                 "architecture": dict(state["d_args"])}))
-        d_feeds = {"images": ref, **({"label": y.numpy()} if ncls else {})}
-        ddiff = float(np.abs(_ort_run(p, d_feeds) - d_ref).max())
-        report["discriminator_max_abs_diff"] = ddiff
-        if not ddiff <= PARITY_TOL * max(1.0, float(np.abs(d_ref).max())):
-            raise GansampleError(f"export parity check failed: discriminator.onnx differs from PyTorch "
-                                 f"by {ddiff:.3g} (tolerance {PARITY_TOL} relative)")
-    return report
+def _export_discriminator(D: Discriminator, emit: _Emitter, base: md.ModelInfo, state: dict[str, Any],
+                          ref: np.ndarray, y: torch.Tensor) -> None:
+    """discriminator.onnx, checked for parity on the generator's parity images."""
+    d = bake_discriminator(D)
+    ncls = base.num_classes
+    x = torch.from_numpy(ref)
+    d_args = (x, y) if ncls else (x,)
+    d_names = ["images", "label"] if ncls else ["images"]
+    d_ref = d(*d_args).numpy()
+    p = emit(d, d_args, d_names, "logits", "discriminator.onnx",
+             md.ModelInfo(**{**base.__dict__, "role": "discriminator", "architecture": dict(state["d_args"])}))
+    d_feeds = {"images": ref, **({"label": y.numpy()} if ncls else {})}
+    ddiff = float(np.abs(_ort_run(p, d_feeds) - d_ref).max())
+    emit.report["discriminator_max_abs_diff"] = ddiff
+    if not ddiff <= PARITY_TOL * max(1.0, float(np.abs(d_ref).max())):
+        raise GansampleError(f"export parity check failed: discriminator.onnx differs from PyTorch "
+                             f"by {ddiff:.3g} (tolerance {PARITY_TOL} relative)")
