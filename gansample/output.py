@@ -345,6 +345,21 @@ class WriteReport:
     files: list[Path] = field(default_factory=list)  # grid, npz, manifest
 
 
+def check_space(outdir: Path, n: int, format: str, image_bytes: int, z_dim: int) -> None:
+    """Refuse a run that cannot fit on the disk before it starts. The estimate is a low
+    one (PNG at half the raw size, no file-system overhead), so only runs that are sure
+    to fail are refused; a disk that fills up anyway ends the run cleanly."""
+    per = {"png": image_bytes // 2 + 60, "npz": 2 * (image_bytes + 4 * z_dim + 16), "grid": 0}[format]
+    need = n * per
+    try:
+        free = shutil.disk_usage(outdir).free
+    except OSError:
+        return
+    if need > free:
+        raise GansampleError(f"n: got {n}; {format} output for {n} images needs at least {need / 1e9:.2f} GB "
+                             f"and {outdir} has {free / 1e9:.2f} GB free", "n")
+
+
 class _NpzSpill:
     """The arrays of an npz, filled batch by batch in memory-mapped .npy files beside the
     output, then zipped into it: memory stays flat for any n."""
@@ -398,6 +413,7 @@ def write_samples(g: "Generator", seeds: Sequence[int], outdir: str | os.PathLik
     g.labels_for(list(seeds[:1]), cls)  # validates cls before any output
     out = ensure_outdir(outdir)
     n = len(seeds)
+    check_space(out, n, format, g.info.img_resolution ** 2 * g.info.img_channels, g.info.z_dim)
     names = g.class_names if g.info.conditional else []
     fields = MANIFEST_FIELDS + (["d_score"] if scores is not None else [])
     report = WriteReport(out, format)

@@ -123,12 +123,16 @@ def _all_final_files_decode(folder: Path) -> None:
 
 
 def test_disk_full_leaves_nothing_broken_under_a_final_name(tiny_model, tmp_path, capsys) -> None:
-    with _small_disk(tmp_path, 96) as (disk, kind):
+    with _small_disk(tmp_path, 160) as (disk, kind):
+        # A run that cannot fit is refused before it starts ...
+        assert run_cli("generate", "-n", "100000", "--model", tiny_model, "--outdir", disk / "big", "-q") == 2
+        assert "needs at least" in capsys.readouterr().err
+        # ... and one that fills the disk on the way ends cleanly.
         if kind == "tmpfs":
-            out = _cli("generate", "-n", "3000", "--model", tiny_model, "--outdir", disk / "o", "-q")
+            out = _cli("generate", "-n", "300", "--model", tiny_model, "--outdir", disk / "o", "-q")
             rc, err = out.returncode, out.stderr
         else:
-            rc = run_cli("generate", "-n", "3000", "--model", tiny_model, "--outdir", disk / "o", "-q")
+            rc = run_cli("generate", "-n", "300", "--model", tiny_model, "--outdir", disk / "o", "-q")
             err = capsys.readouterr().err
         assert rc == 1, err
         assert "No space left on device" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
