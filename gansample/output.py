@@ -361,26 +361,32 @@ def check_space(outdir: Path, n: int, format: str, image_bytes: int, z_dim: int)
 
 
 class _NpzSpill:
-    """The arrays of an npz, filled batch by batch in memory-mapped .npy files beside the
-    output, then zipped into it: memory stays flat for any n."""
+    """The arrays of an npz, appended batch by batch to .npy files beside the output
+    (header first: the total count is known), then zipped into it. Plain appends, not
+    memory maps: a memory map's touched pages count as the process's memory (+100 MB at
+    n = 100,000), appends keep it flat for any n."""
 
     def __init__(self, outdir: Path, n: int, shapes: dict[str, tuple[tuple[int, ...], Any]]) -> None:
         self.dir = temp_dir(outdir, "npz")
-        self.arrays = {k: np.lib.format.open_memmap(self.dir / f"{k}.npy", mode="w+", dtype=dt, shape=(n, *shape))
-                       for k, (shape, dt) in shapes.items()}
-        self.pos = 0
+        self.files = {}
+        for k, (shape, dt) in shapes.items():
+            f = open(self.dir / f"{k}.npy", "wb")
+            np.lib.format.write_array_header_1_0(f, {"descr": np.lib.format.dtype_to_descr(np.dtype(dt)),
+                                                     "fortran_order": False, "shape": (n, *shape)})
+            self.files[k] = (f, np.dtype(dt))
 
     def add(self, **parts: np.ndarray) -> None:
-        n = len(next(iter(parts.values())))
         for k, v in parts.items():
-            self.arrays[k][self.pos:self.pos + n] = v
-        self.pos += n
+            f, dt = self.files[k]
+            try:
+                f.write(np.ascontiguousarray(v, dtype=dt).tobytes())
+            except OSError as e:
+                raise write_error(self.dir / f"{k}.npy", e) from None
 
     def commit(self, path: Path) -> None:
-        for a in self.arrays.values():
-            a.flush()
-        names = list(self.arrays)
-        self.arrays.clear()
+        for f, _ in self.files.values():
+            f.close()
+        names = list(self.files)
 
         def write(tmp: Path) -> None:
             with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, allowZip64=True) as z:
@@ -389,7 +395,8 @@ class _NpzSpill:
         atomic_write(path, write)
 
     def close(self) -> None:
-        self.arrays.clear()
+        for f, _ in self.files.values():
+            f.close()
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
