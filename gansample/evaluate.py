@@ -7,9 +7,12 @@ import os
 import numpy as np
 
 from . import datasets
-from .errors import GansampleError, bad_value
+from .errors import GansampleError, bad_value, check_count
 from .generator import Generator
 from .metrics import FeatureExtractor, Report, compare, features_path
+
+
+MAX_EVAL = 1_000_000  # generated samples held for one evaluation
 
 
 def real_features(fx: FeatureExtractor, dataset: str, data_dir: str | None = None) -> np.ndarray:
@@ -24,8 +27,7 @@ def evaluate(model: str | os.PathLike[str] | Generator | None = None, n: int = 1
     """Sample seeds 0..n-1 (classes by the seed rule) and compare them with the real test
     split in the feature space of the dataset's classifier. Pass ``images`` (uint8
     [N, H, W, C]) to evaluate a given set instead, e.g. a filtered one."""
-    if n < 10:
-        raise bad_value("n", n, "expected an integer >= 10")
+    n = check_count("n", n, 10, MAX_EVAL)
     g = model if isinstance(model, Generator) else Generator(model, device=device)
     dataset = dataset or g.info.dataset
     if not dataset:

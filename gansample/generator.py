@@ -17,6 +17,7 @@ from .session import Device, Session, resolve_device
 VARIANTS = ("auto", "fp32", "uint8", "fp16")  # "mix" is used through Generator.run_mix
 PSI_RANGE = (0.0, 2.0)
 MAX_BATCH = 65_536
+MAX_BATCH_BYTES = 2**30  # one batch's float32 output
 # sample() holds every image in memory at once: above this many bytes of images it refuses
 # and points to iter_samples(), which keeps memory flat.
 MAX_SAMPLE_BYTES = 2 * 2**30
@@ -99,6 +100,10 @@ class Generator:
             raise bad_value("model", str(path), "a generator that takes class labels; this file is the "
                             "class-blending variant (z + class_weights), used by interpolate: pass its "
                             "model folder or generator.onnx")
+        batch_bytes = batch_size * self.info.img_resolution ** 2 * self.info.img_channels * 4
+        if batch_bytes > MAX_BATCH_BYTES:
+            raise bad_value("batch_size", batch_size, f"a batch whose float images fit in {MAX_BATCH_BYTES >> 20} MB: "
+                            f"at most {MAX_BATCH_BYTES // (batch_bytes // batch_size)} for this model")
         self.batch_size = batch_size
 
     def _pick(self, variant: str):
