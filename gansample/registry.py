@@ -54,6 +54,14 @@ def available_models() -> dict[str, Path]:
 def resolve_model(spec: str | os.PathLike[str] | None) -> ModelFiles:
     """A bundled/known name, a model folder, or a single .onnx file."""
     spec = str(spec) if spec is not None else DEFAULT_MODEL
+    try:
+        return _resolve(spec)
+    except OSError as e:  # a name too long for the file system, a folder that cannot be read ...
+        raise bad_value("model", spec, f"a model name, folder or .onnx file that can be read ({e.strerror or e})") \
+            from None
+
+
+def _resolve(spec: str) -> ModelFiles:
     path = Path(spec)
     if path.is_file():
         if path.suffix != ".onnx":
