@@ -27,6 +27,8 @@ FLAGS = {
 COMMAND_FLAGS = {
     "evaluate": {"n": "--n", "model": "MODEL"},
     "info": {"model": "MODEL"},
+    "train": {"resume": "--resume", "steps": "--steps", "data": "--data", "data_dir": "--data-dir",
+              "conditional": "--conditional", "resolution": "--resolution", "recipe": "--recipe", "seed": "--seed"},
 }
 
 
@@ -42,6 +44,16 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
         if action.default is False:
             return text + " (default: off)"
         return text + " (default: %(default)s)"
+
+
+class _SetNames(dict[str, str]):
+    """The trainer's config fields without a flag of their own are given as --set KEY."""
+
+    def __contains__(self, key: object) -> bool:
+        return True
+
+    def __missing__(self, key: str) -> str:
+        return f"--set {key}"
 
 
 def _int_in(name: str, lo: int = 1, hi: int | None = None) -> Callable[[str], int]:
@@ -231,6 +243,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     _configure_logging(getattr(args, "quiet", False))
     names = {**FLAGS, **COMMAND_FLAGS.get(args.command, {})}
+    if args.command == "train":  # every other config field is set with --set KEY=VALUE
+        names = _SetNames(names)
     try:
         previous = signal.signal(signal.SIGTERM, _sigterm)  # a kill ends like Ctrl-C: cleaned up
     except ValueError:  # not the main thread

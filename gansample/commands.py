@@ -40,7 +40,8 @@ def generate(a: argparse.Namespace) -> int:
     g = Generator(a.model, device=a.device, threads=a.threads, batch_size=a.batch_size,
                   spinning=a.format != "png")
     psi = g.check_psi(a.trunc)
-    seeds = g.seed_list(a.seeds, a.n if a.n is not None else (None if a.seeds else 64), limit=MAX_GENERATE)
+    seeds = g.seed_list(a.seeds, a.n if a.n is not None else (None if a.seeds is not None else 64),
+                        limit=MAX_GENERATE)
     g.labels_for([0], a.cls)  # validates --class before any output
     outdir = ensure_outdir(a.outdir or str(Path("out") / g.name))
     scores = None
@@ -66,8 +67,9 @@ def _filtered_seeds(a: argparse.Namespace, g: Any, seeds: Any, psi: float,
 
     method, param = parse_filter(a.filter)
     d = Discriminator(a.model, device=a.device, threads=a.threads, batch_size=a.batch_size)
-    fr = filter_seeds(g, d, method, param, n=None if a.seeds else len(seeds),
-                      seeds=seeds if a.seeds else None, psi=psi, cls=a.cls)
+    given = a.seeds is not None
+    fr = filter_seeds(g, d, method, param, n=None if given else len(seeds), seeds=seeds if given else None,
+                      psi=psi, cls=a.cls)
     write_csv(outdir / "candidates.csv", ({"seed": s, "d_score": round(float(sc), 6), "kept": int(k)}
                                           for s, sc, k in zip(fr.candidates, fr.scores, fr.kept)),
               ["seed", "d_score", "kept"])
@@ -80,10 +82,15 @@ def _filtered_seeds(a: argparse.Namespace, g: Any, seeds: Any, psi: float,
 # --- interpolate -----------------------------------------------------------------------------
 def interpolate(a: argparse.Namespace) -> int:
     from .generator import Generator
-    from .interpolation import check_output, interpolate as walk, save
+    from .errors import check_count
+    from .interpolation import MAX_KEYFRAMES, MAX_STEPS, MAX_WALKS, check_output, check_walk, interpolate as walk, save
 
-    check_output(a.out, a.fps, a.scale)
+    kind = check_output(a.out, a.fps, a.scale)
     g = Generator(a.model, device=a.device, threads=a.threads)
+    # The whole walk's size (upscaled frames included, for a GIF) is checked before sampling.
+    n_keys = len(g.seed_list(a.seeds, None, MAX_KEYFRAMES))
+    check_walk(n_keys, check_count("steps", a.steps, 2, MAX_STEPS), a.loop, check_count("walks", a.grid, 1, MAX_WALKS),
+               g.info.img_resolution * (a.scale if kind == ".gif" else 1), g.info.img_channels)
     result = walk(g, a.seeds, a.steps, a.method, a.loop, a.trunc, a.cls, a.grid)
     path = save(result, a.out, a.fps, a.scale)
     if not a.quiet:

@@ -5,11 +5,12 @@ evaluator and the tests."""
 from __future__ import annotations
 
 import gzip
+import http.client
 import hashlib
 import os
 import shutil
 import struct
-import tempfile
+import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import GansampleError, bad_value
+from .output import atomic_write
 
 ENV_DATA_DIR = "GANSAMPLE_DATA"
 
@@ -131,20 +133,18 @@ def download(name: str, dest: Path | None = None, base_url: str | None = None) -
         target = dest / (stem + ".gz")
         if target.is_file() and _checksum(target) == digest:
             continue
-        fd, tmp = tempfile.mkstemp(dir=dest, prefix=".download-", suffix=".gz")
-        try:
-            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url_root + stem + ".gz", timeout=60) as r:
-                shutil.copyfileobj(r, out)
-            got = _checksum(Path(tmp))
+        def fetch(tmp: Path, stem: str = stem, digest: str = digest) -> None:
+            # Downloaded and verified under a temporary name: only a verified file is renamed in.
+            try:
+                with open(tmp, "wb") as out, urllib.request.urlopen(url_root + stem + ".gz", timeout=60) as r:
+                    shutil.copyfileobj(r, out)
+            except (urllib.error.URLError, TimeoutError, ConnectionError, http.client.HTTPException) as e:
+                raise GansampleError(f"download of {stem}.gz from {url_root} failed: {e}") from None
+            got = _checksum(tmp)
             if got != digest:
                 raise GansampleError(f"download of {stem}.gz from {url_root}: checksum mismatch "
                                      f"(sha256 {got}, expected {digest})")
-            os.replace(tmp, target)
-        except OSError as e:
-            raise GansampleError(f"download of {stem}.gz from {url_root} failed: {e}") from None
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        atomic_write(target, fetch)
     return dest
 
 

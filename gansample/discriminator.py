@@ -57,8 +57,6 @@ def expand_paths(items: Iterable[str], limit: int = MAX_FILES) -> list[tuple[str
     """Files, folders (recursive) and globs -> [(path, error)], in the given order."""
     out: list[tuple[str, str]] = []
     for item in items:
-        if len(out) > limit:
-            raise bad_value("paths", f"<more than {limit} files>", f"at most {limit} files in one call")
         if any(ch in item for ch in "*?[") and not os.path.exists(item):
             matches = sorted(glob.glob(item, recursive=True))
             if not matches:
@@ -73,6 +71,8 @@ def expand_paths(items: Iterable[str], limit: int = MAX_FILES) -> list[tuple[str
             out.append((item, ""))
         else:
             out.append((item, "no such file or folder"))
+        if len(out) > limit:
+            raise bad_value("paths", f"<more than {limit} files>", f"at most {limit} files in one call")
     return out
 
 
@@ -105,7 +105,13 @@ class Discriminator:
         if self.info.conditional:
             if labels is None:
                 raise bad_value("labels", None, "this discriminator is class-conditional: pass labels")
-        ys = np.asarray(labels, dtype=np.int64) if labels is not None else None
+        ys = np.asarray(labels, dtype=np.int64) if labels is not None and self.info.conditional else None
+        if ys is not None:
+            if ys.shape != (len(images),):
+                raise bad_value("labels", f"shape {list(ys.shape)}", f"one label per image: shape [{len(images)}]")
+            bad = ys[(ys < 0) | (ys >= self.info.num_classes)]
+            if len(bad):
+                raise bad_value("labels", int(bad[0]), f"class indices 0-{self.info.num_classes - 1}")
         out = []
         for i in range(0, len(images), self.batch_size):
             feeds = {"images": to_float(images[i:i + self.batch_size])}
@@ -123,12 +129,14 @@ class Discriminator:
     def load(self, path: str) -> np.ndarray:
         """One file -> uint8 [H, W, C] with the training preprocessing; ImageLoadError if unusable."""
         img = open_image(path, target=self.info.img_resolution)
-        if self.info.img_channels == 1 and not is_grayscale(img):
-            rgb = np.asarray(img.convert("RGB"), dtype=np.int16)
+        r, c = self.info.img_resolution, self.info.img_channels
+        if c == 1 and not is_grayscale(img):
+            # Judged at the model's resolution, so a large upload costs no more than a small one.
+            rgb = preprocess(img, r, 3).astype(np.int16)
             if np.abs(rgb - rgb[:, :, :1]).max() > 8:
                 raise ImageLoadError(f"wrong channel count: a colour image ({img.mode}), but the model "
                                      "takes grayscale (1 channel)")
-        return preprocess(img, self.info.img_resolution, self.info.img_channels)
+        return preprocess(img, r, c)
 
     def score_files(self, items: Iterable[str], cls: int | None = None) -> ScoreResult:
         """Score files, folders and globs; unusable files get a message and do not stop the
@@ -258,6 +266,12 @@ def filter_seeds(g: Generator, d: Discriminator, method: str, param: float, n: i
         kept[order] = True
         return FilterResult([s for s, k in zip(pool, kept) if k], pool, scores, kept, f"top:{param:g}",
                             float(kept.mean()))
+    # DRS: the candidate pool's size is checked before anything is scored.
+    if seeds is not None and len(seeds) > MAX_CANDIDATES:
+        raise bad_value("seeds", f"<{len(seeds)} seeds>", f"at most {MAX_CANDIDATES} candidates for a filter")
+    if n is not None and n > MAX_CANDIDATES // 2:
+        raise bad_value("n", n, f"at most {MAX_CANDIDATES // 2} images kept by DRS (it scores "
+                        f"at most {MAX_CANDIDATES} candidates)")
     # DRS: calibrate D*_M and gamma on a burn-in set of seeds outside the candidate range.
     # Per class for conditional models: their logits live on different scales.
     calib_seeds = list(range(lat.MAX_SEED - calibration + 1, lat.MAX_SEED + 1))

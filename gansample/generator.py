@@ -164,19 +164,28 @@ class Generator:
             raise bad_value("seeds", seeds, "give either seeds or n, not both")
         if isinstance(seeds, str):
             return lat.parse_seeds(seeds, "seeds", limit)
-        if isinstance(seeds, (lat.Seeds, range)):
-            out: Sequence[int] = seeds
-        elif seeds is not None:
-            if limit is not None and len(seeds) > limit:
-                raise bad_value("seeds", f"<{len(seeds)} seeds>", f"at most {limit} seeds here")
+        if seeds is None:
+            return lat.Seeds([range(check_count("n", 1 if n is None else n, 1, limit))])
+        try:
+            count = len(seeds)
+        except TypeError:
+            raise bad_value("seeds", seeds, "a seed string like 0-63 or a sequence of integer seeds") from None
+        if limit is not None and count > limit:
+            raise bad_value("seeds", f"<{count} seeds>", f"at most {limit} seeds here")
+        out: Sequence[int]
+        if isinstance(seeds, range) and seeds.step == 1:
+            out = lat.Seeds([seeds])
+        elif isinstance(seeds, lat.Seeds):
+            out = seeds
+        else:
             try:
                 out = [int(s) for s in seeds]
             except (TypeError, ValueError, OverflowError):
                 raise bad_value("seeds", seeds, f"integer seeds in 0-{lat.MAX_SEED}") from None
-        else:
-            out = lat.Seeds([range(check_count("n", 1 if n is None else n, 1, limit))])
-        if len(out) and (min(out) < 0 or max(out) > lat.MAX_SEED):
-            raise bad_value("seeds", seeds, f"seeds in 0-{lat.MAX_SEED}")
+        if count:
+            lo, hi = (out.min(), out.max()) if isinstance(out, lat.Seeds) else (min(out), max(out))
+            if lo < 0 or hi > lat.MAX_SEED:
+                raise bad_value("seeds", seeds, f"seeds in 0-{lat.MAX_SEED}")
         return out
 
     # --- sampling ----------------------------------------------------------------------

@@ -87,10 +87,14 @@ def _as_viewed(img: Image.Image) -> Image.Image:
     so high-bit-depth and float images are scaled to 8 bits here instead."""
     img = ImageOps.exif_transpose(img) or img
     if img.mode.startswith("I;16") or img.mode == "I":
-        a = np.asarray(img).astype(np.int64)
-        top = 65535 if (img.mode.startswith("I;16") or a.max(initial=0) > 255) else 255
-        a = np.clip(np.rint(a * (255.0 / top)), 0, 255).astype(np.uint8)
-        return Image.fromarray(a, "L")
+        # Integer arithmetic in place, row blocks at a time: memory stays near the decoded size.
+        a = np.asarray(img)
+        wide = img.mode.startswith("I;16") or int(a.max(initial=0)) > 255
+        out = np.empty(a.shape, np.uint8)
+        for i in range(0, len(a), 256):
+            block = np.clip(a[i:i + 256], 0, 65535 if wide else 255).astype(np.uint32)
+            out[i:i + 256] = (block * 255 + 32767) // 65535 if wide else block
+        return Image.fromarray(out, "L")
     if img.mode == "F":
         a = np.nan_to_num(np.asarray(img, dtype=np.float64))
         ftop = 1.0 if a.max(initial=0) <= 1.0 else 255.0

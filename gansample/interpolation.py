@@ -49,9 +49,8 @@ def frame_count(n_keys: int, steps: int, loop: bool) -> int:
 
 def check_walk(n_keys: int, steps: int, loop: bool, walks: int, resolution: int, channels: int,
                max_frames: int = MAX_FRAMES, max_bytes: int = MAX_WALK_BYTES) -> int:
-    """Validate the size of a walk before any work; returns its frame count."""
-    if n_keys < 2:
-        raise bad_value("seeds", f"<{n_keys} seed(s)>", "at least two keyframe seeds, e.g. 3,17,42")
+    """Validate the size of a walk before any work; returns its frame count. (Too few
+    keyframes are refused by interpolate, which can echo them.)"""
     if n_keys > MAX_KEYFRAMES:
         raise bad_value("seeds", f"<{n_keys} seeds>", f"at most {MAX_KEYFRAMES} keyframes")
     frames = frame_count(n_keys, steps, loop)
@@ -91,8 +90,7 @@ def interpolate(g: Generator, seeds: Sequence[int] | str, steps: int = 30, metho
     """Walk through the latents (and, for conditional models without ``cls``, the classes)
     of keyframe ``seeds``. ``walks`` > 1 adds walks whose keyframes are the seeds shifted
     by 1, 2, ...; they are tiled side by side in each frame."""
-    seed_list = list(lat.parse_seeds(seeds, "seeds", MAX_KEYFRAMES) if isinstance(seeds, str)
-                     else g.seed_list(list(seeds), None, MAX_KEYFRAMES))
+    seed_list = list(g.seed_list(seeds, None, MAX_KEYFRAMES))
     if len(seed_list) < 2:
         raise bad_value("seeds", seeds, "at least two keyframe seeds, e.g. 3,17,42")
     steps = check_count("steps", steps, 2, MAX_STEPS, "an integer (frames per transition)")
@@ -170,8 +168,12 @@ def save(result: Interpolation, out: str, fps: float = 24.0, scale: int = 1) -> 
     Frames are upscaled one at a time (``scale``), so memory stays that of the walk."""
     kind = check_output(out, fps, scale)
     scale = int(scale)
-    if result.frames.nbytes * scale * scale > 4 * MAX_WALK_BYTES:
-        raise bad_value("scale", scale, f"a factor whose upscaled frames stay under {4 * MAX_WALK_BYTES >> 20} MB")
+    # PNG folders and MP4 take the upscaled frames one at a time; Pillow's GIF writer holds
+    # them all, so a GIF's upscaled frames get the walk's own memory bound.
+    limit = MAX_WALK_BYTES if kind == ".gif" else 4 * MAX_WALK_BYTES
+    if result.frames.nbytes * scale * scale > limit:
+        raise bad_value("scale", scale, f"a factor whose upscaled frames stay under {limit >> 20} MB "
+                        f"({len(result)} frames of {result.frames[0].nbytes} bytes here)")
 
     def frames() -> Iterator[np.ndarray]:
         for f in result.frames:

@@ -22,8 +22,25 @@ class Seeds(Sequence[int]):
     :meth:`chunks` yields lists of at most ``size`` seeds for batched work."""
 
     def __init__(self, ranges: Iterable[range]) -> None:
-        self.ranges = [r for r in ranges if len(r)]
+        merged: list[range] = []
+        for r in ranges:
+            if r.step != 1:
+                raise ValueError("Seeds takes ranges with step 1")
+            if not len(r):
+                continue
+            if merged and merged[-1].stop == r.start:  # 0-2,3-4 is 0-4
+                merged[-1] = range(merged[-1].start, r.stop)
+            else:
+                merged.append(r)
+        self.ranges = merged
         self._ends = list(itertools.accumulate(len(r) for r in self.ranges))
+
+    def min(self) -> int:
+        """The smallest seed, from the ranges' ends (no iteration)."""
+        return min(r.start for r in self.ranges)
+
+    def max(self) -> int:
+        return max(r.stop - 1 for r in self.ranges)
 
     def __len__(self) -> int:
         return self._ends[-1] if self._ends else 0

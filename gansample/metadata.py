@@ -108,6 +108,10 @@ class ModelInfo:
             problems.append(f"{len(self.class_names)} class_names for num_classes {self.num_classes}")
         if self.output not in OUTPUTS:
             problems.append(f"output {self.output!r} not in {OUTPUTS}")
+        # The name becomes part of file and folder names (out/NAME, NAME-seeds.zip).
+        if (len(self.name) > 100 or self.name in (".", "..") or self.name.startswith(".")
+                or any(ch in self.name for ch in '/\\:*?"<>|') or any(ord(ch) < 32 for ch in self.name)):
+            problems.append(f"name {self.name[:100]!r} is not usable as a file name")
         if problems:
             raise GansampleError(f"{source}: invalid gansample metadata: {'; '.join(problems)}")
 

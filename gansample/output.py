@@ -38,10 +38,11 @@ GRID_MAX = 256  # grid.png shows at most this many images (the first seeds of th
 MANIFEST = "manifest.csv"
 MANIFEST_FIELDS = ["seed", "class", "class_name", "psi", "file"]
 _TMP_SUFFIX = ".gansample-tmp"
-_TMP_NAME = re.compile(r"^\..*\.(\d+)-\d+" + re.escape(_TMP_SUFFIX) + "$")
+_TMP_NAME = re.compile(r"^\..*\.(\d+)-([0-9a-f]{8})\d+" + re.escape(_TMP_SUFFIX) + "$")
 _counter = itertools.count()
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
+# Temporary names carry the writer's pid and a token of this process: a later process
+# that got the same pid (pid 1 in every container run) still sees them as stale.
+_TOKEN = os.urandom(4).hex()
 
 
 def seed_filename(seed: int) -> str:
@@ -52,8 +53,13 @@ def seed_filename(seed: int) -> str:
 # --- atomic files -----------------------------------------------------------------------
 def _tmp_path(path: Path) -> Path:
     # The process id in the name tells a later run whether the writer is still alive.
-    # The final name is cut so that the temporary name fits where the final one does.
-    return path.with_name(f".{path.name[:80]}.{os.getpid()}-{next(_counter)}{_TMP_SUFFIX}")
+    # The final name is cut (in bytes) so that the temporary name fits where the final one does.
+    stem = path.name.encode("utf-8")[:80].decode("utf-8", "ignore")
+    return path.with_name(f".{stem}.{_tmp_tag()}{_TMP_SUFFIX}")
+
+
+def _tmp_tag() -> str:
+    return f"{os.getpid()}-{_TOKEN}{next(_counter)}"
 
 
 def _write_all(fd: int, data: bytes | memoryview) -> None:
@@ -125,9 +131,9 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def _pid_alive(pid: int) -> bool:
+def _writer_alive(pid: int, token: str) -> bool:
     if pid == os.getpid():
-        return True
+        return token == _TOKEN  # same pid, other token: a dead process whose pid was reused
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -147,7 +153,7 @@ def clean_stale_temps(folder: str | os.PathLike[str]) -> int:
         return 0
     for entry in entries:
         m = _TMP_NAME.match(entry.name)
-        if m and not _pid_alive(int(m.group(1))):
+        if m and not _writer_alive(int(m.group(1)), m.group(2)):
             try:
                 if entry.is_dir(follow_symlinks=False):
                     shutil.rmtree(entry.path)
@@ -180,8 +186,10 @@ def ensure_outdir(path: str | os.PathLike[str], arg: str = "outdir") -> Path:
 def temp_dir(parent: str | os.PathLike[str], label: str) -> Path:
     """A temporary folder in ``parent`` that a later run there removes if this process
     dies before removing it itself."""
-    return Path(tempfile.mkdtemp(dir=parent, prefix=f".{label}.",
-                                 suffix=f".{os.getpid()}-{next(_counter)}{_TMP_SUFFIX}"))
+    try:
+        return Path(tempfile.mkdtemp(dir=parent, prefix=f".{label}.", suffix=f".{_tmp_tag()}{_TMP_SUFFIX}"))
+    except OSError as e:
+        raise write_error(parent, e) from None
 
 
 def save_png(image: np.ndarray, path: str | os.PathLike[str], compress_level: int = 1) -> None:
@@ -356,8 +364,9 @@ def check_space(outdir: Path, n: int, format: str, image_bytes: int, z_dim: int)
     except OSError:
         return
     if need > free:
-        raise GansampleError(f"n: got {n}; {format} output for {n} images needs at least {need / 1e9:.2f} GB "
-                             f"and {outdir} has {free / 1e9:.2f} GB free", "n")
+        raise GansampleError(f"outdir: got {str(outdir)!r}; {format} output for {n} images needs at least "
+                             f"{need / 1e9:.2f} GB and the folder's disk has {free / 1e9:.2f} GB free "
+                             "(fewer images, or a folder on a larger disk)", "outdir")
 
 
 class _NpzSpill:
@@ -368,12 +377,16 @@ class _NpzSpill:
 
     def __init__(self, outdir: Path, n: int, shapes: dict[str, tuple[tuple[int, ...], Any]]) -> None:
         self.dir = temp_dir(outdir, "npz")
-        self.files = {}
-        for k, (shape, dt) in shapes.items():
-            f = open(self.dir / f"{k}.npy", "wb")
-            np.lib.format.write_array_header_1_0(f, {"descr": np.lib.format.dtype_to_descr(np.dtype(dt)),
-                                                     "fortran_order": False, "shape": (n, *shape)})
-            self.files[k] = (f, np.dtype(dt))
+        self.files: dict[str, tuple[Any, np.dtype[Any]]] = {}
+        try:
+            for k, (shape, dt) in shapes.items():
+                f = open(self.dir / f"{k}.npy", "wb")
+                self.files[k] = (f, np.dtype(dt))
+                np.lib.format.write_array_header_1_0(f, {"descr": np.lib.format.dtype_to_descr(np.dtype(dt)),
+                                                         "fortran_order": False, "shape": (n, *shape)})
+        except OSError as e:
+            self.close()
+            raise write_error(self.dir, e) from None
 
     def add(self, **parts: np.ndarray) -> None:
         for k, v in parts.items():
@@ -384,8 +397,11 @@ class _NpzSpill:
                 raise write_error(self.dir / f"{k}.npy", e) from None
 
     def commit(self, path: Path) -> None:
-        for f, _ in self.files.values():
-            f.close()
+        try:
+            for f, _ in self.files.values():
+                f.close()
+        except OSError as e:
+            raise write_error(self.dir, e) from None
         names = list(self.files)
 
         def write(tmp: Path) -> None:
@@ -396,7 +412,10 @@ class _NpzSpill:
 
     def close(self) -> None:
         for f, _ in self.files.values():
-            f.close()
+            try:
+                f.close()
+            except OSError:
+                pass
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -425,15 +444,16 @@ def write_samples(g: "Generator", seeds: Sequence[int], outdir: str | os.PathLik
     fields = MANIFEST_FIELDS + (["d_score"] if scores is not None else [])
     report = WriteReport(out, format)
     grid: list[np.ndarray] = []
-    manifest = CsvWriter(out / MANIFEST, fields)
     r, c = g.info.img_resolution, g.info.img_channels
-    spill = (_NpzSpill(out, n, {"images": ((r, r, c), np.uint8), "seeds": ((), np.int64),
-                                "latents": ((g.info.z_dim,), np.float32),
-                                **({"labels": ((), np.int64)} if g.info.conditional else {})})
-             if format == "npz" else None)
+    manifest = CsvWriter(out / MANIFEST, fields)
+    spill: _NpzSpill | None = None
     writer = PngWriter(workers if format == "png" else 0)
     done = 0
     try:
+        if format == "npz":
+            spill = _NpzSpill(out, n, {"images": ((r, r, c), np.uint8), "seeds": ((), np.int64),
+                                       "latents": ((g.info.z_dim,), np.float32),
+                                       **({"labels": ((), np.int64)} if g.info.conditional else {})})
         for part in chunks(seeds, g.batch_size):
             files = [seed_filename(s) for s in part] if format == "png" else [""] * len(part)
             in_grid = [done + i < GRID_MAX for i in range(len(part))]

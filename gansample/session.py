@@ -7,6 +7,7 @@ import ctypes
 import logging
 import os
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -128,6 +129,7 @@ class Session:
         self.input_names = [i.name for i in self.sess.get_inputs()]
         self.output_name = self.sess.get_outputs()[0].name
         self._binding: Any = None
+        self._binding_lock = threading.Lock()  # one IO binding per session: runs through it take turns
         if check:
             check_contract(self)
 
@@ -148,6 +150,10 @@ class Session:
             return self.sess.run([self.output_name], feeds)[0]
         # IO binding: inputs copied once to the device, the output allocated there and
         # copied back in one transfer, without onnxruntime's per-run staging.
+        with self._binding_lock:
+            return self._run_bound(feeds)
+
+    def _run_bound(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         if self._binding is None:
             self._binding = self.sess.io_binding()
         b = self._binding
@@ -204,6 +210,9 @@ def check_contract(s: Session) -> None:
                    f"{info.role}{' (variant mix)' if info.variant == 'mix' else ''} takes {expected}")
     for name, arr in probe.items():
         dims = inputs[name].shape
+        if dims and isinstance(dims[0], int) and dims[0] != -1:
+            raise fail(f"input {name!r} has a fixed batch size {dims[0]}; gansample needs a dynamic batch "
+                       "dimension (export with a symbolic first dimension)")
         if len(dims) != arr.ndim or any(isinstance(d, int) and d != a for d, a in zip(dims[1:], arr.shape[1:])):
             raise fail(f"input {name!r} has shape {dims}; the metadata implies [batch, "
                        f"{', '.join(str(a) for a in arr.shape[1:])}]")

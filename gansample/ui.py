@@ -34,7 +34,7 @@ from .errors import check_count  # noqa: E402
 from .images import encode_png  # noqa: E402
 from .interpolation import check_walk, gif_bytes, interpolate  # noqa: E402
 from .latents import MAX_SEED, parse_seeds  # noqa: E402
-from .output import atomic_write, zip_bytes  # noqa: E402
+from .output import atomic_write, seed_filename, zip_bytes  # noqa: E402
 from .registry import DEFAULT_MODEL, GENERATOR_FILES  # noqa: E402
 
 MAX_COUNT = 256  # images per Generate request
@@ -97,9 +97,16 @@ def cache_file(name: str, data: bytes, cache_dir: str | None = None) -> str:
     path. Written atomically and never rewritten: concurrent identical requests get the
     same complete file (gradio's own cache writer rewrote shared files in place, and
     responses streaming them were cut off under load)."""
-    folder = Path(cache_dir or get_upload_folder()) / "gansample" / hashlib.sha256(data).hexdigest()[:32]
-    path = folder / name
-    if not path.exists():
+    folder = Path(cache_dir or get_upload_folder()) / "gansample"
+    # One flat folder: gradio's sweep removes files, not folders, so a folder per file
+    # would pile up empty folders.
+    path = folder / f"{hashlib.sha256(data).hexdigest()[:32]}-{name}"
+    if path.exists():
+        try:  # the sweep ages files by ctime: a file handed out again must not be swept first
+            os.utime(path)
+        except OSError:
+            pass
+    else:
         folder.mkdir(parents=True, exist_ok=True)
         atomic_write(path, data)
     return str(path)
@@ -163,7 +170,7 @@ def generate(models: Models, name: str, seed_text: str, start: Any, count: Any, 
         cap = f"seed {seeds[i]}" + (f" · {names[res.labels[i]]}" if res.labels is not None else "")
         if scores is not None:
             cap += f" · D {scores[i]:+.2f}"
-        items.append((cache_file(f"seed{seeds[i]:04d}.png", encode_png(_upscale(res.images[i]), 1)), cap))
+        items.append((cache_file(seed_filename(seeds[i]), encode_png(_upscale(res.images[i]), 1)), cap))
     zip_path = cache_file(f"{g.name}-seeds.zip", zip_bytes(res.images, seeds, res.labels, names, res.psi,
                                                            scores, order))
     shown = f"{len(items)} of {len(seeds)} images" if len(items) != len(seeds) else f"{len(items)} images"
@@ -177,11 +184,11 @@ def walk(models: Models, name: str, seed_text: str, steps: Any, method: str, loo
     g, _ = models.get(name)
     keys = parse_seeds(str(seed_text or ""), "seeds", 64)
     n_steps = check_count("steps", steps, 2, MAX_FRAMES, "a whole number")
+    rate = check_count("fps", fps, 1, 50, "a whole number")
     frames = check_walk(len(keys), n_steps, bool(loop), 1, g.info.img_resolution, g.info.img_channels,
                         max_frames=MAX_FRAMES)
     res = interpolate(g, list(keys), n_steps, method, bool(loop), psi, _class_arg(g, cls))
     scale = max(1, 112 // g.info.img_resolution)
-    rate = check_count("fps", fps, 1, 50, "a whole number")
     path = cache_file("walk.gif", gif_bytes((f.repeat(scale, 0).repeat(scale, 1) for f in res.frames), rate))
     return path, path, _status(g, t0, f"{frames} frames")
 

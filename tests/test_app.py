@@ -243,6 +243,8 @@ def test_twenty_concurrent_identical_clients(app_server, gradio_tmp) -> None:
     assert not [p for p in files if p.name.endswith(".gansample-tmp") or p.name.startswith(".")], files[:5]
     ours = [p for p in files if "gansample" in p.parts]
     assert len({p.name for p in ours if p.suffix == ".zip"}) <= 3, [p.name for p in ours]
+    # One flat folder: gradio's sweep removes files only, so no per-file folders may pile up.
+    assert not [p for p in (gradio_tmp / "gansample").iterdir() if p.is_dir()]
 
 
 def test_manifest_round_trips_odd_class_names(odd_model, tmp_path) -> None:

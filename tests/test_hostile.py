@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Iterator
 
 import numpy as np
@@ -78,13 +79,15 @@ def test_api_sample_refuses_more_than_fits_in_memory(tiny_model) -> None:
 
 # --- full disks, unwritable and over-long paths ---------------------------------------------------
 @contextlib.contextmanager
-def _small_disk(tmp_path: Path, kb: int) -> Iterator[tuple[Path, str]]:
-    """A real tiny tmpfs where this machine lets us mount one; otherwise a folder whose
-    os.write fails with ENOSPC after ``kb`` kilobytes (patched in the test process)."""
+def _small_disk(tmp_path: Path, kb: int, mode: str) -> Iterator[tuple[Path, str]]:
+    """``tmpfs``: a real tiny tmpfs (where this machine lets us mount one, else the
+    patched form); ``patched``: a folder whose os.write fails with ENOSPC after ``kb``
+    kilobytes (patched in the test process)."""
     mnt = tmp_path / "small"
     mnt.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={kb}k", "tmpfs", str(mnt)], capture_output=True)
-    if r.returncode == 0:
+    r = (subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={kb}k", "tmpfs", str(mnt)], capture_output=True)
+         if mode == "tmpfs" else None)
+    if r is not None and r.returncode == 0:
         try:
             yield mnt, "tmpfs"
         finally:
@@ -104,11 +107,19 @@ def _small_disk(tmp_path: Path, kb: int) -> Iterator[tuple[Path, str]]:
             data = bytes(data)[: budget[0]]
             budget[0] -= len(data)
         return real(fd, data)
+    real_du = shutil.disk_usage
+
+    def disk_usage(path):  # type: ignore[no-untyped-def]
+        if str(path).startswith(str(mnt)):
+            return SimpleNamespace(total=kb * 1024, used=kb * 1024 - budget[0], free=budget[0])
+        return real_du(path)
     os.write = write  # type: ignore[assignment]
+    shutil.disk_usage = disk_usage  # type: ignore[assignment]
     try:
         yield mnt, "patched"
     finally:
         os.write = real  # type: ignore[assignment]
+        shutil.disk_usage = real_du  # type: ignore[assignment]
 
 
 def _all_final_files_decode(folder: Path) -> None:
@@ -122,8 +133,9 @@ def _all_final_files_decode(folder: Path) -> None:
                 list(csv.reader(p.open(encoding="utf-8")))
 
 
-def test_disk_full_leaves_nothing_broken_under_a_final_name(tiny_model, tmp_path, capsys) -> None:
-    with _small_disk(tmp_path, 160) as (disk, kind):
+@pytest.mark.parametrize("mode", ["tmpfs", "patched"])
+def test_disk_full_leaves_nothing_broken_under_a_final_name(tiny_model, tmp_path, capsys, mode) -> None:
+    with _small_disk(tmp_path, 160, mode) as (disk, kind):
         # A run that cannot fit is refused before it starts ...
         assert run_cli("generate", "-n", "100000", "--model", tiny_model, "--outdir", disk / "big", "-q") == 2
         assert "needs at least" in capsys.readouterr().err
@@ -281,7 +293,7 @@ def test_image_bombs_are_refused_from_the_header(tmp_path) -> None:
 def test_interrupt_exits_130_cleanly_and_next_run_cleans_up(tiny_model, tmp_path) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         out = tmp_path / sig.name
-        p = subprocess.Popen([*EXE, "generate", "-n", "2000000", "--model", str(tiny_model), "--outdir", str(out),
+        p = subprocess.Popen([*EXE, "generate", "-n", "200000", "--model", str(tiny_model), "--outdir", str(out),
                               "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         deadline = time.time() + 60
         while time.time() < deadline and not any(out.glob("seed*.png")):
@@ -295,7 +307,7 @@ def test_interrupt_exits_130_cleanly_and_next_run_cleans_up(tiny_model, tmp_path
         _all_final_files_decode(out)
     # A kill -9 leaves temporary files; the next run in that folder removes them.
     out = tmp_path / "killed"
-    p = subprocess.Popen([*EXE, "generate", "-n", "2000000", "--model", str(tiny_model), "--outdir", str(out), "-q"])
+    p = subprocess.Popen([*EXE, "generate", "-n", "200000", "--model", str(tiny_model), "--outdir", str(out), "-q"])
     deadline = time.time() + 60
     while time.time() < deadline and len(list(out.glob("seed*.png"))) < 200:
         time.sleep(0.1)
@@ -334,3 +346,51 @@ def test_no_telemetry_files_written(tiny_model, tmp_path) -> None:
                          env={**env_clean, **env})
     assert out.returncode == 0, out.stderr
     assert not (home / ".cache" / "Microsoft").exists(), list(home.rglob("*"))
+
+
+def test_stale_temporaries_of_a_reused_pid_are_removed(tmp_path) -> None:
+    """In a container every run may be pid 1: a temporary name left by a killed run with
+    our own pid but another process token is stale, ours is not."""
+    from gansample import output
+    stale = tmp_path / f".manifest.csv.{os.getpid()}-00000000{7}.gansample-tmp"
+    stale.write_text("x")
+    mine = output._tmp_path(tmp_path / "manifest.csv")
+    mine.write_text("y")
+    foreign_dead = tmp_path / ".grid.png.999999999-abcdef0112.gansample-tmp"
+    foreign_dead.write_text("z")
+    output.ensure_outdir(tmp_path)
+    assert not stale.exists() and not foreign_dead.exists() and mine.exists()
+    assert not output._tmp_path(tmp_path / "manifest.csv").exists()  # a fresh name every time
+
+
+def test_seeds_compare_by_value_and_lazy_bounds() -> None:
+    from gansample.latents import Seeds, parse_seeds
+    assert parse_seeds("0-4") == parse_seeds("0-2,3-4") == list(range(5))
+    s = Seeds([range(10**9, 2**32)])
+    assert (s.min(), s.max()) == (10**9, 2**32 - 1)
+    g_limit = Generator.seed_list
+    with pytest.raises(GansampleError, match="at most 5 seeds"):
+        g_limit(range(100), None, limit=5)
+    t0 = time.perf_counter()
+    assert len(g_limit(range(2**32), None)) == 2**32  # bounds from the range's ends, not by iterating
+    assert time.perf_counter() - t0 < 1
+
+
+def test_discriminator_checks_labels(tiny_model) -> None:
+    from gansample import Discriminator
+    d = Discriminator(tiny_model, device="cpu")
+    imgs = np.zeros((3, 28, 28, 1), np.uint8)
+    with pytest.raises(GansampleError, match=r"^labels: got 7; class indices 0-1"):
+        d.logits(imgs, [0, 1, 7])
+    with pytest.raises(GansampleError, match=r"^labels: got 'shape \[2\]'"):
+        d.logits(imgs, [0, 1])
+    assert d.logits(imgs, [0, 1, 1]).shape == (3,)
+
+
+def test_reexport_removes_variants_it_no_longer_writes(tiny_model, tiny_run, tmp_path) -> None:
+    dst = tmp_path / "m"
+    shutil.copytree(tiny_model, dst)
+    assert (dst / "generator_fp16.onnx").exists()
+    assert run_cli("export", tiny_run, "--out", dst, "--no-fp16") == 0
+    assert not (dst / "generator_fp16.onnx").exists() and (dst / "generator_uint8.onnx").exists()
+    assert not [p for p in dst.iterdir() if p.name.startswith(".")]

@@ -39,7 +39,7 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
     return sorted(p for p in run_dir.iterdir() if _NAME.match(p.name))
 
 
-def resolve(path_str: str, arg: str = "--resume") -> Path:
+def resolve(path_str: str, arg: str = "resume") -> Path:
     """A checkpoint file, or a run folder (its latest checkpoint)."""
     path = Path(path_str)
     if path.is_dir():
@@ -53,7 +53,7 @@ def resolve(path_str: str, arg: str = "--resume") -> Path:
     return path
 
 
-def load(path_str: str, arg: str = "CHECKPOINT") -> dict[str, Any]:
+def load(path_str: str, arg: str = "checkpoint") -> dict[str, Any]:
     path = resolve(path_str, arg)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
@@ -61,18 +61,18 @@ def load(path_str: str, arg: str = "CHECKPOINT") -> dict[str, Any]:
         first = str(e).strip().splitlines()[0] if str(e).strip() else ""
         raise GansampleError(f"{arg}: {path} is not a safe gansample checkpoint: it contains "
                              f"pickled objects other than tensors, which are never loaded "
-                             f"({first[:200]})") from None
+                             f"({first[:200]})", arg) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
         raise GansampleError(f"{arg}: {path} is corrupt or truncated and cannot be read "
-                             f"({str(e).splitlines()[0][:200] if str(e) else type(e).__name__})") from None
+                             f"({str(e).splitlines()[0][:200] if str(e) else type(e).__name__})", arg) from None
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
         raise GansampleError(f"{arg}: {path} is a readable torch file but not a gansample "
-                             "checkpoint (no 'format: gansample-checkpoint' entry)")
+                             "checkpoint (no 'format: gansample-checkpoint' entry)", arg)
     if obj.get("version", 0) > VERSION:
         raise GansampleError(f"{arg}: {path} has checkpoint version {obj['version']}; this "
-                             f"gansample reads up to {VERSION}: upgrade gansample")
+                             f"gansample reads up to {VERSION}: upgrade gansample", arg)
     obj["path"] = str(path)
-    check_state(obj, f"{arg}: {path}")
+    check_state(obj, arg, resume=False, path=str(path))
     return obj
 
 
@@ -80,38 +80,60 @@ def load(path_str: str, arg: str = "CHECKPOINT") -> dict[str, Any]:
 _ARG_BOUNDS = {"z_dim": (1, 4096), "channels": (1, 3), "num_classes": (0, 100_000), "width": (1, 4096)}
 
 
-def check_model_args(args: Any, cls: type, source: str) -> dict[str, Any]:
+def check_model_args(args: Any, cls: type, source: str, arg: str | None = None) -> dict[str, Any]:
     """The constructor arguments of G or D stored in a checkpoint: known keys only, sizes
     in range. A crafted or damaged checkpoint is refused before it allocates anything."""
     if not isinstance(args, dict):
-        raise GansampleError(f"{source}: the model arguments are not a dict")
+        raise GansampleError(f"{source}: the model arguments are not a dict", arg)
     params = set(inspect.signature(cls).parameters)
     unknown = sorted(set(args) - params)
     if unknown:
         raise GansampleError(f"{source}: unknown {cls.__name__} argument(s) {', '.join(map(str, unknown))}; "
-                             f"this version knows {', '.join(sorted(params))}")
+                             f"this version knows {', '.join(sorted(params))}", arg)
     for k, v in args.items():
         if k == "resolution":
             if v not in SUPPORTED_RESOLUTIONS:
                 raise GansampleError(f"{source}: {cls.__name__} resolution {v!r}; supported: "
-                                     f"{', '.join(map(str, SUPPORTED_RESOLUTIONS))}")
+                                     f"{', '.join(map(str, SUPPORTED_RESOLUTIONS))}", arg)
         elif k in _ARG_BOUNDS:
             lo, hi = _ARG_BOUNDS[k]
             if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
-                raise GansampleError(f"{source}: {cls.__name__} {k} {v!r}; expected an integer from {lo} to {hi}")
+                raise GansampleError(f"{source}: {cls.__name__} {k} {v!r}; expected an integer from {lo} to {hi}", arg)
+    check_model_size(cls, args, source, arg)
     return args
+
+
+MAX_PARAMS = 400_000_000  # per network: 1.6 GB of float32 weights, several times any recipe here
+
+
+def check_model_size(cls: type, args: dict[str, Any], source: str, arg: str | None = None) -> int:
+    """Build the network on the meta device (no memory) and count its parameters; refuse
+    sizes that would exhaust the machine before a real tensor is allocated."""
+    try:
+        with torch.device("meta"):
+            model = cls(**args)
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise GansampleError(f"{source}: {cls.__name__} cannot be built from {args} "
+                             f"({str(e).splitlines()[0][:200] if str(e) else type(e).__name__})", arg) from None
+    n = sum(p.numel() for p in model.parameters()) + sum(b.numel() for b in model.buffers())
+    if n > MAX_PARAMS:
+        raise GansampleError(f"{source}: {cls.__name__} with {args} would have {n:,} parameters; "
+                             f"at most {MAX_PARAMS:,}", arg)
+    return n
 
 
 REQUIRED = ("g_args", "d_args", "G_ema", "D", "step")
 
 
-def check_state(state: dict[str, Any], source: str, resume: bool = False) -> None:
-    """Keys and model arguments of a checkpoint (``resume``: also what training needs)."""
+def check_state(state: dict[str, Any], arg: str, resume: bool = False, path: str = "") -> None:
+    """Keys and model arguments of a checkpoint (``resume``: also what training needs);
+    errors name ``arg``, the argument that gave the checkpoint."""
+    source = f"{arg}: {path or state.get('path', 'checkpoint')}"
     need = REQUIRED + (("G", "opt_g", "opt_d", "rng", "config") if resume else ())
     missing = [k for k in need if k not in state]
     if missing:
-        raise GansampleError(f"{source}: the checkpoint lacks {', '.join(missing)}")
-    check_model_args(state["g_args"], Generator, source)
-    check_model_args(state["d_args"], Discriminator, source)
+        raise GansampleError(f"{source}: the checkpoint lacks {', '.join(missing)}", arg)
+    check_model_args(state["g_args"], Generator, source, arg)
+    check_model_args(state["d_args"], Discriminator, source, arg)
     if isinstance(state["step"], bool) or not isinstance(state["step"], int) or state["step"] < 0:
-        raise GansampleError(f"{source}: step {state['step']!r} is not a count")
+        raise GansampleError(f"{source}: step {state['step']!r} is not a count", arg)

@@ -65,36 +65,36 @@ class TrainConfig:
     def validate(self) -> None:
         # Sizes are bounded before any tensor is built: a mistyped width or z_dim would
         # otherwise allocate until the machine runs out of memory.
-        for name, flag, hi in (("steps", "--steps", 10**9), ("batch_size", "--batch-size", 65_536),
-                               ("z_dim", "--set z_dim", 4096), ("g_width", "--set g_width", 4096),
-                               ("d_width", "--set d_width", 4096), ("sample_every", "--set sample_every", 10**9),
-                               ("ckpt_every", "--set ckpt_every", 10**9), ("log_every", "--set log_every", 10**9),
-                               ("keep_ckpts", "--set keep_ckpts", 10**6), ("r1_every", "--set r1_every", 10**6)):
+        for name, flag, hi in (("steps", "steps", 10**9), ("batch_size", "batch_size", 65_536),
+                               ("z_dim", "z_dim", 4096), ("g_width", "g_width", 4096),
+                               ("d_width", "d_width", 4096), ("sample_every", "sample_every", 10**9),
+                               ("ckpt_every", "ckpt_every", 10**9), ("log_every", "log_every", 10**9),
+                               ("keep_ckpts", "keep_ckpts", 10**6), ("r1_every", "r1_every", 10**6)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= hi:
                 raise bad_value(flag, value, f"an integer from 1 to {hi}")
         for name, hi in (("eval_every", 10**9), ("eval_n", 10**6), ("threads", 1024), ("d_finetune_steps", 10**9)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= hi:
-                raise bad_value(f"--set {name}", value, f"an integer from 0 to {hi}")
+                raise bad_value(name, value, f"an integer from 0 to {hi}")
         if self.recipe not in RECIPES:
-            raise bad_value("--set recipe", self.recipe, f"valid: {', '.join(RECIPES)}")
+            raise bad_value("recipe", self.recipe, f"valid: {', '.join(RECIPES)}")
         if self.d_norm not in ("spectral", "batch", "none"):
-            raise bad_value("--set d_norm", self.d_norm, "valid: spectral, batch, none")
+            raise bad_value("d_norm", self.d_norm, "valid: spectral, batch, none")
         if self.loss not in ("hinge", "bce"):
-            raise bad_value("--set loss", self.loss, "valid: hinge, bce")
+            raise bad_value("loss", self.loss, "valid: hinge, bce")
         if self.device not in ("auto", "cpu", "cuda"):
-            raise bad_value("--device", self.device, "valid: auto, cpu, cuda")
+            raise bad_value("device", self.device, "valid: auto, cpu, cuda")
         if self.channels not in (None, 1, 3):
-            raise bad_value("--set channels", self.channels, "valid: 1, 3")
+            raise bad_value("channels", self.channels, "valid: 1, 3")
         bad = [a for a in self.augment.split(",") if a and a not in ("translation", "cutout", "color")]
         if bad:
-            raise bad_value("--set augment", self.augment, "a comma list of: translation, cutout, color")
+            raise bad_value("augment", self.augment, "a comma list of: translation, cutout, color")
         bad = [a for a in self.nda.split(",") if a and a not in NDA_KINDS]
         if bad:
-            raise bad_value("--set nda", self.nda, f"a comma list of: {', '.join(NDA_KINDS)}")
+            raise bad_value("nda", self.nda, f"a comma list of: {', '.join(NDA_KINDS)}")
         if self.d_finetune_steps < 0:
-            raise bad_value("--set d_finetune_steps", self.d_finetune_steps, "an integer >= 0")
+            raise bad_value("d_finetune_steps", self.d_finetune_steps, "an integer >= 0")
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
@@ -136,7 +136,7 @@ def _parse(name: str, text: str, typ: Any) -> Any:
         if typ.startswith("float"):
             return float(text)
     except ValueError:
-        raise bad_value(f"--set {name}", text, f"expected a value of type {typ}") from None
+        raise bad_value(name, text, f"expected a value of type {typ}") from None
     return text
 
 

@@ -49,11 +49,11 @@ def _resize_array(images: np.ndarray, resolution: int) -> np.ndarray:
 
 def load_folder(root: Path, resolution: int, channels: int | None, labelled: bool) -> ImageData:
     if not root.is_dir():
-        raise bad_value("--data", str(root), "a folder of images, an IDX file, or one of: "
+        raise bad_value("data", str(root), "a folder of images, an IDX file, or one of: "
                         + ", ".join(sorted(datasets.KNOWN)))
     files = find_images(root)
     if not files:
-        raise bad_value("--data", str(root), f"the folder has no image files "
+        raise bad_value("data", str(root), f"the folder has no image files "
                         f"({', '.join(e.lstrip('.') for e in IMAGE_EXTENSIONS)})")
     decoded, rels, skipped = [], [], 0
     for p in files:
@@ -63,7 +63,7 @@ def load_folder(root: Path, resolution: int, channels: int | None, labelled: boo
         except ImageLoadError:
             skipped += 1
     if not decoded:
-        raise bad_value("--data", str(root), f"none of its {len(files)} image files could be "
+        raise bad_value("data", str(root), f"none of its {len(files)} image files could be "
                         "decoded (all broken or truncated)")
     if channels is None:
         channels = 1 if all(is_grayscale(im) for im in decoded) else 3
@@ -71,11 +71,11 @@ def load_folder(root: Path, resolution: int, channels: int | None, labelled: boo
     labels, names = None, []
     if labelled:
         if any(len(r.parts) < 2 for r in rels):
-            raise bad_value("--conditional", True, f"class labels come from sub-folder names, but "
+            raise bad_value("conditional", True, f"class labels come from sub-folder names, but "
                             f"{root} has images directly in it; put each class in its own sub-folder")
         names = sorted({r.parts[0] for r in rels})
         if len(names) < 2:
-            raise bad_value("--conditional", True, f"found {len(names)} class sub-folder(s) in {root}; "
+            raise bad_value("conditional", True, f"found {len(names)} class sub-folder(s) in {root}; "
                             "need at least 2")
         labels = np.array([names.index(r.parts[0]) for r in rels], dtype=np.int64)
     return ImageData(np.ascontiguousarray(arr), labels, names, root.name, skipped)
@@ -86,7 +86,7 @@ def load_dataset(spec: str, resolution: int | None = None, channels: int | None 
                  download: bool = False) -> ImageData:
     """Load ``spec``: a known name (fashion-mnist, mnist), an IDX images file, or a folder."""
     if resolution is not None and resolution not in SUPPORTED_RESOLUTIONS:
-        raise bad_value("--resolution", resolution,
+        raise bad_value("resolution", resolution,
                         f"supported: {', '.join(map(str, SUPPORTED_RESOLUTIONS))}")
     path = Path(spec)
     if spec in datasets.KNOWN:
@@ -100,20 +100,20 @@ def load_dataset(spec: str, resolution: int | None = None, channels: int | None 
     if path.is_file():
         imgs = datasets.read_idx(path)
         if imgs.ndim != 3:
-            raise bad_value("--data", spec, "an IDX images file has 3 dimensions [N, H, W]; "
+            raise bad_value("data", spec, "an IDX images file has 3 dimensions [N, H, W]; "
                             f"this one has shape {imgs.shape}")
         labels: np.ndarray | None = None
         if conditional:
             lab_path = _labels_beside(path)
             labels = datasets.read_idx(lab_path).astype(np.int64)
             if len(labels) != len(imgs):
-                raise GansampleError(f"--data: {lab_path} has {len(labels)} labels for {len(imgs)} images")
+                raise GansampleError(f"data: {lab_path} has {len(labels)} labels for {len(imgs)} images", "data")
         arr = _resize_array(imgs, resolution or (28 if imgs.shape[-1] == 28 else 32))
         names = [str(i) for i in range(int(labels.max()) + 1)] if labels is not None else []
         return ImageData(arr, labels, names, path.name.split("-")[0])
     if path.exists() or path.is_dir() or "/" in spec or spec.startswith("."):
         return load_folder(path, resolution or 64, channels, conditional)
-    raise bad_value("--data", spec, "a folder of images, an IDX images file, or one of the dataset "
+    raise bad_value("data", spec, "a folder of images, an IDX images file, or one of the dataset "
                     f"names: {', '.join(sorted(datasets.KNOWN))}")
 
 
@@ -121,7 +121,7 @@ def _labels_beside(images_path: Path) -> Path:
     name = images_path.name.replace("images-idx3", "labels-idx1")
     cand = images_path.with_name(name)
     if name == images_path.name or not cand.is_file():
-        raise bad_value("--conditional", True, f"no labels file found beside {images_path} "
+        raise bad_value("conditional", True, f"no labels file found beside {images_path} "
                         f"(looked for {cand.name})")
     return cand
 

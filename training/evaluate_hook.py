@@ -14,6 +14,7 @@ from gansample.metrics import FeatureExtractor, compare, features_path
 
 from .config import TrainConfig
 from .data import ImageData
+from .export import quantize
 
 if TYPE_CHECKING:
     from .train import Trainer
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
 
 def make_evaluator(cfg: TrainConfig, data: ImageData) -> Callable[["Trainer"], dict[str, float]]:
     if data.name not in ("fashion-mnist", "mnist") or data.resolution != 28:
-        raise bad_value("--set eval_every", cfg.eval_every, "periodic evaluation needs a dataset with a "
+        raise bad_value("eval_every", cfg.eval_every, "periodic evaluation needs a dataset with a "
                         "bundled feature extractor (fashion-mnist or mnist at 28 px)")
     from gansample.evaluate import real_features
     fx = FeatureExtractor(features_path(data.name), device="cpu")
@@ -36,7 +37,7 @@ def make_evaluator(cfg: TrainConfig, data: ImageData) -> Callable[["Trainer"], d
         yt = torch.from_numpy(y).to(trainer.device) if y is not None else None
         imgs = torch.cat([G(z[i:i + 500], yt[i:i + 500] if yt is not None else None)
                           for i in range(0, len(z), 500)])
-        u8 = ((imgs.float() * 127.5 + 128).clamp(0, 255)).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+        u8 = quantize(imgs.float()).cpu().numpy()
         fake, logits = fx(np.ascontiguousarray(u8))
         return compare(real, fake, logits, y).as_dict()
 

@@ -32,6 +32,7 @@ from torch.nn.utils import parametrize
 
 from gansample import metadata as md
 from gansample.errors import GansampleError, bad_value
+from gansample.registry import DISCRIMINATOR_FILE, GENERATOR_FILES
 from gansample.output import atomic_write, ensure_outdir, temp_dir, write_error
 
 from . import checkpoint as ckpt
@@ -183,24 +184,30 @@ def export_checkpoint(checkpoint: str, out: str | os.PathLike[str], name: str | 
     outdir = Path(out)
     try:
         if outdir.exists() and not outdir.is_dir():
-            raise bad_value("--out", str(out), "a folder path (this path is an existing file)")
+            raise bad_value("out", str(out), "a folder path (this path is an existing file)")
     except OSError as e:  # a name too long for the file system, a path through a file ...
-        raise bad_value("--out", str(out), f"a folder path that can be created ({e.strerror or e})") from None
-    state = ckpt.load(checkpoint, "CHECKPOINT")
+        raise bad_value("out", str(out), f"a folder path that can be created ({e.strerror or e})") from None
+    state = ckpt.load(checkpoint, "checkpoint")
     try:
         G = Generator(**state["g_args"])
         G.load_state_dict(state["G_ema"])
         D = Discriminator(**state["d_args"])
         D.load_state_dict(state["D"])
     except (KeyError, RuntimeError, TypeError) as e:
-        raise GansampleError(f"CHECKPOINT: {checkpoint} does not hold a usable gansample G/D "
-                             f"({str(e).splitlines()[0][:200]})") from None
-    ensure_outdir(outdir, "--out")
+        raise GansampleError(f"checkpoint: {checkpoint} does not hold a usable gansample G/D "
+                             f"({str(e).splitlines()[0][:200]})", "checkpoint") from None
+    ensure_outdir(outdir, "out")
     # Everything is written to a staging folder and moved in only after every check passed
     # (a killed export's staging folder is removed by the next run in that folder).
     stage = Path(temp_dir(outdir, "export"))
     try:
         report = _export_models(G, D, state, stage, name or outdir.resolve().name, fp16, parity_batch, metrics)
+        # Model files of an earlier export that this one does not write (an fp16 or mix
+        # variant) would be picked up beside the new ones: they go.
+        new = {f.name for f in stage.iterdir()}
+        for old in (*GENERATOR_FILES.values(), DISCRIMINATOR_FILE):
+            if old not in new and (outdir / old).is_file():
+                (outdir / old).unlink()
         for f in sorted(stage.iterdir()):
             os.replace(f, outdir / f.name)
     except OSError as e:

@@ -25,12 +25,13 @@ from tqdm import tqdm
 
 from gansample.errors import GansampleError, bad_value
 from gansample.images import make_grid
-from gansample.output import atomic_write, ensure_outdir, save_png, write_error
+from gansample.output import atomic_write, clean_stale_temps, ensure_outdir, save_png, write_error
 from gansample.latents import labels_for_seeds, latents_for_seeds
 
 from . import checkpoint as ckpt
 from .config import RESUMABLE, TrainConfig, dcgan_recipe
 from .data import BatchSchedule, ImageData, load_dataset
+from .export import quantize
 from .models import Discriminator, Generator, standing_stats
 
 log = logging.getLogger("gansample")
@@ -118,7 +119,7 @@ def g_loss(cfg: TrainConfig, fake: torch.Tensor) -> torch.Tensor:
 
 def pick_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
-        raise bad_value("--device", name, "CUDA is not available to torch on this machine; use cpu or auto")
+        raise bad_value("device", name, "CUDA is not available to torch on this machine; use cpu or auto")
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     return torch.device(name)
@@ -143,6 +144,7 @@ def new_run_dir(outdir: Path, data: ImageData, cfg: TrainConfig) -> Path:
 class Trainer:
     def __init__(self, cfg: TrainConfig, data: ImageData, run_dir: Path, state: dict[str, Any] | None = None):
         self.cfg, self.data, self.run_dir = cfg, data, run_dir
+        clean_stale_temps(run_dir)  # checkpoint temporaries of a killed run
         self.device = pick_device(cfg.device)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
@@ -157,6 +159,8 @@ class Trainer:
                                num_classes=ncls, width=cfg.g_width)
             self.d_args = dict(resolution=data.resolution, channels=data.channels, num_classes=ncls,
                                width=cfg.d_width, recipe=cfg.recipe, norm=cfg.d_norm)
+        for cls, args, what in ((Generator, self.g_args, "g_width/z_dim"), (Discriminator, self.d_args, "d_width")):
+            ckpt.check_model_size(cls, args, what)
         self.G = Generator(**self.g_args).to(self.device)
         self.D = Discriminator(**self.d_args).to(self.device)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
@@ -171,8 +175,8 @@ class Trainer:
                 self._restore(state)
             except (KeyError, RuntimeError, ValueError, TypeError, IndexError) as e:
                 first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-                raise GansampleError(f"--resume: {state.get('path', 'checkpoint')} does not fit the models "
-                                     f"its config describes ({first})") from None
+                raise GansampleError(f"resume: {state.get('path', 'checkpoint')} does not fit the models "
+                                     f"its config describes ({first})", "resume") from None
         self.images = torch.from_numpy(np.array(data.images))  # uint8, CPU; batches move to device
         self.labels = torch.from_numpy(data.labels) if data.labels is not None else None
         self.schedule = BatchSchedule(len(data.images), cfg.batch_size, cfg.seed)
@@ -323,13 +327,19 @@ class Trainer:
     def sample_grid(self) -> Path:
         self.refresh_ema_stats()
         imgs = self.G_ema(self.grid_z, self.grid_y)
-        u8 = ((imgs.float().clamp(-1, 1) + 1) * 127.5 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+        u8 = quantize(imgs.float()).cpu().numpy()
         path = self.run_dir / f"samples-{self.step:08d}.png"
         save_png(make_grid(u8, cols=8), path, compress_level=6)
         return path
 
     # --- the loop --------------------------------------------------------------------
     def run(self, progress: bool = True) -> Path:
+        try:
+            return self._run(progress)
+        except OSError as e:  # metrics.jsonl on a full disk and the like (files are WriteErrors already)
+            raise write_error(self.run_dir / "metrics.jsonl", e) from None
+
+    def _run(self, progress: bool) -> Path:
         cfg = self.cfg
         log_path = self.run_dir / "metrics.jsonl"
         if self.step == 0:
@@ -402,9 +412,9 @@ def train(cfg: TrainConfig, outdir: str | Path = "runs", resume: str | None = No
     and those that differ from the defaults replace the saved ones."""
     state = None
     if resume:
-        state = ckpt.load(resume, "--resume")
-        ckpt.check_state(state, f"--resume: {state['path']}", resume=True)
-        saved = TrainConfig.from_saved(state["config"], f"--resume: {state['path']}")
+        state = ckpt.load(resume, "resume")
+        ckpt.check_state(state, "resume", resume=True)
+        saved = TrainConfig.from_saved(state["config"], f"resume: {state['path']}")
         # Schedule fields given now win over the saved ones; the model and data stay.
         changed = {k: getattr(cfg, k) for k in RESUMABLE
                    if k in given or getattr(cfg, k) != getattr(TrainConfig(), k)}
@@ -426,12 +436,23 @@ def train(cfg: TrainConfig, outdir: str | Path = "runs", resume: str | None = No
         from .evaluate_hook import make_evaluator
         trainer.evaluate = make_evaluator(cfg, data)
     if state is not None and trainer.step >= cfg.steps and trainer.d_step >= cfg.d_finetune_steps:
-        raise bad_value("--steps", cfg.steps, f"must be larger than the checkpoint's step ({trainer.step}) "
+        raise bad_value("steps", cfg.steps, f"must be larger than the checkpoint's step ({trainer.step}) "
                         "to continue (or raise --set d_finetune_steps)")
     return trainer.run(progress=progress)
 
 
+def _jsonl_rows(path: Path) -> list[dict[str, Any]]:
+    """The rows of a JSONL log; a line cut off by a killed run is skipped."""
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            continue
+    return rows
+
+
 def img_per_s(run_dir: Path) -> float:
-    rows = [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    rows = _jsonl_rows(run_dir / "metrics.jsonl")
     rates = [r["img_per_s"] for r in rows if "img_per_s" in r][1:]  # first includes warm-up
     return float(np.median(rates)) if rates else 0.0
