@@ -112,8 +112,10 @@ def _search_dirs(info: DatasetInfo, data_dir: str | None) -> list[Path]:
     return dirs
 
 
-def _checksum(path: Path) -> str:
-    opener = gzip.open if path.suffix == ".gz" else open
+def _checksum(path: Path, gz: bool | None = None) -> str:
+    """SHA-256 of the file's content (of the decompressed bytes for gzip files: the
+    recorded checksums are of the IDX data)."""
+    opener = gzip.open if (path.suffix == ".gz" if gz is None else gz) else open
     h = hashlib.sha256()
     with opener(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -140,7 +142,7 @@ def download(name: str, dest: Path | None = None, base_url: str | None = None) -
                     shutil.copyfileobj(r, out)
             except (urllib.error.URLError, TimeoutError, ConnectionError, http.client.HTTPException) as e:
                 raise GansampleError(f"download of {stem}.gz from {url_root} failed: {e}") from None
-            got = _checksum(tmp)
+            got = _checksum(tmp, gz=True)
             if got != digest:
                 raise GansampleError(f"download of {stem}.gz from {url_root}: checksum mismatch "
                                      f"(sha256 {got}, expected {digest})")

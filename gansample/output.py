@@ -518,10 +518,11 @@ def zip_bytes(images: np.ndarray, seeds: Sequence[int], labels: np.ndarray | Non
     w.writeheader()
     w.writerows(manifest_rows([seeds[i] for i in order], sel_labels, class_names, psi, files, by_seed))
     out = io.BytesIO()
+    # Fixed entry times: the same request gives the same bytes (the demo shares such files).
     with zipfile.ZipFile(out, "w") as z:
         for i, f in zip(order, files):
-            z.writestr(f, encode_png(images[i], 6))
-        z.writestr(MANIFEST, buf.getvalue().encode("utf-8"))
+            z.writestr(zipfile.ZipInfo(f, date_time=(2000, 1, 1, 0, 0, 0)), encode_png(images[i], 6))
+        z.writestr(zipfile.ZipInfo(MANIFEST, date_time=(2000, 1, 1, 0, 0, 0)), buf.getvalue().encode("utf-8"))
     return out.getvalue()
 
 
