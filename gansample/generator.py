@@ -29,7 +29,7 @@ class SampleResult:
 
     images: np.ndarray
     seeds: list[int] | None
-    latents: np.ndarray  # float32 [N, z_dim], after truncation
+    latents: np.ndarray  # float32 [N, z_dim] as fed to the graph (after truncation in z, if any)
     labels: np.ndarray | None  # int64 [N], or None for unconditional models
     psi: float = 1.0
 
@@ -189,15 +189,29 @@ class Generator:
         return out
 
     # --- sampling ----------------------------------------------------------------------
-    def run(self, z: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
-        """Latents [N, z_dim] (+ labels [N]) -> uint8 [N, H, W, C], in batches."""
+    @property
+    def w_space(self) -> bool:
+        """Truncation happens in W inside the graph (a `psi` input), not on z."""
+        return self.info.truncation == "w"
+
+    def truncate(self, z: np.ndarray, psi: float) -> np.ndarray:
+        """The latents the graph is fed for ``psi``: z scaled by psi (truncation in z), or z
+        unchanged where the graph truncates in W itself."""
+        return z if self.w_space else lat.truncate(z, psi)
+
+    def _psi_feed(self, n: int, psi: float) -> dict[str, np.ndarray]:
+        return {"psi": np.full(n, psi, np.float32)} if self.w_space else {}
+
+    def run(self, z: np.ndarray, labels: np.ndarray | None, psi: float = 1.0) -> np.ndarray:
+        """Latents [N, z_dim] (+ labels [N]) -> uint8 [N, H, W, C], in batches. ``psi`` is
+        used only by generators that truncate in W (z is already truncated otherwise)."""
         if z.ndim != 2 or z.shape[1] != self.info.z_dim:
             raise bad_value("latents", z.shape, f"shape [N, {self.info.z_dim}]")
         if not np.isfinite(z).all():
             raise bad_value("latents", "non-finite values", "finite numbers (no NaN or inf)")
         if self.info.conditional and labels is None:
             raise bad_value("labels", None, "this model is class-conditional and needs labels")
-        feeds = {"z": z.astype(np.float32, copy=False)}
+        feeds = {"z": z.astype(np.float32, copy=False), **self._psi_feed(len(z), psi)}
         if labels is not None:
             feeds["label"] = np.asarray(labels, dtype=np.int64)
         return self._run_batches(self.session, feeds)
@@ -218,7 +232,7 @@ class Generator:
             out.append(quantize(y) if session.info.output == FLOAT_NCHW else y)
         return np.concatenate(out) if out else np.zeros((0,), np.uint8)
 
-    def run_mix(self, z: np.ndarray, class_weights: np.ndarray) -> np.ndarray:
+    def run_mix(self, z: np.ndarray, class_weights: np.ndarray, psi: float = 1.0) -> np.ndarray:
         """Latents + class weights [N, num_classes] (soft labels) -> uint8 images, through
         the model's generator_mix.onnx (conditional models exported by gansample)."""
         if "mix" not in self.files.generators:
@@ -226,7 +240,7 @@ class Generator:
                             "(needed to blend classes)")
         if not hasattr(self, "_mix"):
             self._mix = Session(self.files.generators["mix"], self.device, self.session_threads, self.spinning)
-        return self._run_batches(self._mix, {"z": z.astype(np.float32, copy=False),
+        return self._run_batches(self._mix, {"z": z.astype(np.float32, copy=False), **self._psi_feed(len(z), psi),
                                              "class_weights": class_weights.astype(np.float32, copy=False)})
 
     def sample(self, seeds: "Sequence[int] | str | None" = None, n: int | None = None, psi: float = 1.0,
@@ -240,7 +254,7 @@ class Generator:
         if latents is not None:
             z = np.asarray(latents, dtype=np.float32)
             self._check_size("latents", len(z) if z.ndim else 0)
-            z = lat.truncate(z, psi)
+            z = self.truncate(z, psi)
             ys = None
             if self.info.conditional:
                 if labels is None and cls is None:
@@ -253,13 +267,13 @@ class Generator:
                 bad = ys[(ys < 0) | (ys >= self.info.num_classes)]
                 if len(bad):
                     raise bad_value("labels", int(bad[0]), f"class indices 0-{self.info.num_classes - 1}")
-            return SampleResult(self.run(z, ys), None, z, ys, psi)
+            return SampleResult(self.run(z, ys, psi), None, z, ys, psi)
         chosen = self.seed_list(seeds, n)
         self._check_size("seeds" if seeds is not None else "n", len(chosen))
         chosen = list(chosen)
-        z = lat.truncate(lat.latents_for_seeds(chosen, self.info.z_dim), psi)
+        z = self.truncate(lat.latents_for_seeds(chosen, self.info.z_dim), psi)
         ys = self.labels_for(chosen, cls)
-        return SampleResult(self.run(z, ys), chosen, z, ys, psi)
+        return SampleResult(self.run(z, ys, psi), chosen, z, ys, psi)
 
     def _check_size(self, arg: str, count: int) -> None:
         per_image = self.info.img_resolution ** 2 * self.info.img_channels
@@ -276,7 +290,7 @@ class Generator:
         self.labels_for(list(chosen[:1]), cls)  # validate cls before starting
         step = check_count("chunk", chunk, 1, MAX_BATCH) if chunk is not None else self.batch_size
         for part in lat.chunks(chosen, step):
-            z = lat.truncate(lat.latents_for_seeds(part, self.info.z_dim), psi)
+            z = self.truncate(lat.latents_for_seeds(part, self.info.z_dim), psi)
             ys = self.labels_for(part, cls)
-            yield SampleResult(self.run(z, ys), part, z, ys, psi)
+            yield SampleResult(self.run(z, ys, psi), part, z, ys, psi)
 

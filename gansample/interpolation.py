@@ -106,17 +106,17 @@ def interpolate(g: Generator, seeds: Sequence[int] | str, steps: int = 30, metho
     for j in range(walks):
         keys = [s + j for s in seed_list]
         keyframes.append(keys)
-        z = walk(lat.truncate(lat.latents_for_seeds(keys, g.info.z_dim), psi), steps, method, loop)
+        z = walk(g.truncate(lat.latents_for_seeds(keys, g.info.z_dim), psi), steps, method, loop)
         labels = g.labels_for(keys, cls)
         if labels is None:
-            imgs, w = g.run(z, None), None
+            imgs, w = g.run(z, None, psi), None
         elif len(set(labels.tolist())) == 1:
-            imgs, w = g.run(z, np.full(len(z), labels[0], np.int64)), np.eye(ncls, dtype=np.float32)[
+            imgs, w = g.run(z, np.full(len(z), labels[0], np.int64), psi), np.eye(ncls, dtype=np.float32)[
                 np.full(len(z), labels[0])]
         else:
             # Different classes at the keyframes: blend the class embeddings linearly.
             w = walk(np.eye(ncls, dtype=np.float32)[labels], steps, "lerp", loop)
-            imgs = g.run_mix(z, w)
+            imgs = g.run_mix(z, w, psi)
         all_z.append(z)
         all_w.append(w)
         frames_per_walk.append(imgs)

@@ -15,8 +15,12 @@ from .errors import GansampleError
 from .latents import SEED_RULE
 
 PREFIX = "gansample."
-FORMAT_VERSION = 1
+# 2: generators truncated in W (a `psi` input); files without it are still written as 1,
+# so readers from before version 2 keep reading every file they could read.
+FORMAT_VERSION = 2
 ROLES = ("generator", "discriminator", "features")
+TRUNCATION_SPACES = ("z", "w")
+PROVENANCES = ("gansample-trainer", "torch-module", "onnx-wrap")
 # Layouts of the tensor a model returns (generator) or takes (discriminator, features).
 FLOAT_NCHW = "float32 NCHW [-1,1]"
 UINT8_NHWC = "uint8 NHWC [0,255]"
@@ -45,7 +49,11 @@ class ModelInfo:
     source_commit: str = ""
     metrics: dict[str, Any] = field(default_factory=dict)
     architecture: dict[str, Any] = field(default_factory=dict)  # the trainer's model arguments
-    format_version: int = FORMAT_VERSION
+    # Where truncation applies: "z" (the runtime scales z by psi) or "w" (the graph takes a
+    # `psi` input [N] and pulls W towards its average inside: style-based generators).
+    truncation: str = "z"
+    provenance: str = "gansample-trainer"  # or "torch-module" (export_generator), "onnx-wrap"
+    format_version: int = 1
 
     @property
     def conditional(self) -> bool:
@@ -85,6 +93,8 @@ class ModelInfo:
                 source_commit=ours.get("source_commit", ""),
                 metrics=dict(json.loads(ours.get("metrics", "{}"))),
                 architecture=dict(json.loads(ours.get("architecture", "{}"))),
+                truncation=ours.get("truncation", "z"),
+                provenance=ours.get("provenance", "gansample-trainer"),
                 format_version=version,
             )
         except KeyError as e:
@@ -106,6 +116,8 @@ class ModelInfo:
             problems.append(f"z_dim {self.z_dim} <= 0")
         if self.num_classes < 0 or (self.class_names and len(self.class_names) != self.num_classes):
             problems.append(f"{len(self.class_names)} class_names for num_classes {self.num_classes}")
+        if self.truncation not in TRUNCATION_SPACES:
+            problems.append(f"truncation {self.truncation!r} not in {TRUNCATION_SPACES}")
         if self.output not in OUTPUTS:
             problems.append(f"output {self.output!r} not in {OUTPUTS}")
         # The name becomes part of file and folder names (out/NAME, NAME-seeds.zip).
@@ -119,6 +131,8 @@ class ModelInfo:
 def write(model: Any, info: ModelInfo) -> None:
     """Set the metadata on an ``onnx.ModelProto`` in place (replacing older gansample keys)."""
     info.validate()
+    # The lowest version that describes the file: older readers keep reading what they can.
+    info.format_version = 2 if info.truncation == "w" else 1
     keep = [p for p in model.metadata_props if not p.key.startswith(PREFIX)]
     del model.metadata_props[:]
     model.metadata_props.extend(keep)

@@ -193,8 +193,10 @@ def check_contract(s: Session) -> None:
 
     if info.role == "generator":
         cond = "class_weights" if info.variant == "mix" else "label"
-        expected = ["z"] + ([cond] if k else [])
+        expected = ["z"] + ([cond] if k else []) + (["psi"] if info.truncation == "w" else [])
         probe: dict[str, np.ndarray] = {"z": np.zeros((1, info.z_dim), np.float32)}
+        if info.truncation == "w":
+            probe["psi"] = np.ones(1, np.float32)
         if k:
             probe[cond] = (np.eye(k, dtype=np.float32)[k - 1:] if cond == "class_weights"
                            else np.array([k - 1], np.int64))

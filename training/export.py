@@ -23,7 +23,7 @@ import subprocess
 import warnings
 from contextlib import redirect_stdout
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Callable, cast
 
 import numpy as np
 import torch
@@ -196,14 +196,19 @@ def export_checkpoint(checkpoint: str, out: str | os.PathLike[str], name: str | 
     except (KeyError, RuntimeError, TypeError) as e:
         raise GansampleError(f"checkpoint: {checkpoint} does not hold a usable gansample G/D "
                              f"({str(e).splitlines()[0][:200]})", "checkpoint") from None
+    return publish(outdir, lambda stage: _export_models(G, D, state, stage, name or outdir.resolve().name, fp16,
+                                                         parity_batch, metrics))
+
+
+def publish(outdir: Path, build: Callable[[Path], dict[str, Any]]) -> dict[str, Any]:
+    """Run ``build(stage)`` on a staging folder inside ``outdir`` and move what it wrote in
+    only after every check passed (a killed export's staging folder is removed by the next
+    run in that folder). Model files of an earlier export that this one does not write
+    (an fp16 or mix variant) would be picked up beside the new ones: they go."""
     ensure_outdir(outdir, "out")
-    # Everything is written to a staging folder and moved in only after every check passed
-    # (a killed export's staging folder is removed by the next run in that folder).
     stage = Path(temp_dir(outdir, "export"))
     try:
-        report = _export_models(G, D, state, stage, name or outdir.resolve().name, fp16, parity_batch, metrics)
-        # Model files of an earlier export that this one does not write (an fp16 or mix
-        # variant) would be picked up beside the new ones: they go.
+        report = build(stage)
         new = {f.name for f in stage.iterdir()}
         for old in (*GENERATOR_FILES.values(), DISCRIMINATOR_FILE):
             if old not in new and (outdir / old).is_file():
