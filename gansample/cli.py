@@ -22,6 +22,10 @@ FLAGS = {
     "method": "--method", "out": "--out", "outdir": "--outdir", "filter": "--filter", "format": "--format",
     "fps": "--fps", "scale": "--scale", "dataset": "--dataset", "features": "--features", "data": "--data",
     "workers": "--workers", "paths": "PATH", "checkpoint": "CHECKPOINT", "labels": "--class",
+    "module": "--module", "weights": "--weights", "weights_key": "--weights-key", "arg": "--arg",
+    "z_dim": "--z-dim", "latent_shape": "--latent-shape", "output_range": "--range", "layout": "--layout",
+    "class_names": "--classes", "conditioning": "--conditioning", "truncation": "--truncation",
+    "onnx_file": "FOREIGN.onnx", "output_name": "--output", "resolution": "--resolution", "num_classes": "--classes",
 }
 # Where a command spells an argument differently.
 COMMAND_FLAGS = {
@@ -166,12 +170,51 @@ def _add_app(sub: Any) -> None:
     p.add_argument("args", nargs=argparse.REMAINDER, help="options of the demo (--host, --port, --model ...)")
 
 
+def _add_contract_args(p: argparse.ArgumentParser) -> None:
+    """What a model from elsewhere must declare (export --module, wrap)."""
+    p.add_argument("--z-dim", type=_int_in("z-dim", 1, 1 << 20), default=None, help="latent size")
+    p.add_argument("--range", dest="output_range", default="-1,1", help="output range: -1,1 or 0,1")
+    p.add_argument("--layout", default="NCHW", choices=("NCHW", "NHWC"), help="layout of the output images")
+    p.add_argument("--classes", default=None, metavar="NAMES.txt",
+                   help="class names, one per line (conditional generators)")
+    p.add_argument("--conditioning", default=None, choices=("index", "onehot"),
+                   help="how labels enter the generator (none: index when --classes is given)")
+
+
 def _add_export(sub: Any) -> None:
-    p = _parser(sub, "export", help="export a checkpoint to ONNX (needs the 'train' extra)")
-    p.add_argument("checkpoint", help="checkpoint file or run folder (its latest checkpoint)")
+    p = _parser(sub, "export", help="export a checkpoint or any PyTorch generator to ONNX (needs 'train')",
+                description="Export to a model folder with the contract. Either CHECKPOINT (this "
+                            "trainer's), or --module FILE.py:NAME with --weights (any nn.Module).")
+    p.add_argument("checkpoint", nargs="?", default=None,
+                   help="checkpoint file or run folder (its latest checkpoint)")
     p.add_argument("--out", required=True, help="output folder, e.g. exported/NAME/ (required)")
     p.add_argument("--name", default=None, help="model name in the metadata (none: the folder name)")
     p.add_argument("--no-fp16", action="store_true", help="skip the fp16 GPU variant")
+    p.add_argument("--module", default=None, metavar="FILE.py:NAME",
+                   help="a generator class or factory in a Python file")
+    p.add_argument("--weights", default=None, help="its weights (torch.save of a state dict; weights_only)")
+    p.add_argument("--weights-key", default=None, help="the key holding the state dict, if nested")
+    p.add_argument("--arg", dest="module_args", action="append", default=[], metavar="KEY=VALUE",
+                   help="constructor argument (repeatable)")
+    p.add_argument("--latent-shape", default=None, metavar="Z[,1,1]",
+                   help="the latent shape without the batch, e.g. 100,1,1 (none: found by trying)")
+    p.add_argument("--truncation", default="z", choices=("z", "w"),
+                   help="w: a style-based G with .mapping, .synthesis and .w_avg, truncated in W")
+    _add_contract_args(p)
+
+
+def _add_wrap(sub: Any) -> None:
+    p = _parser(sub, "wrap", help="bring an ONNX generator from elsewhere into the contract (needs onnx)",
+                description="Check FOREIGN.onnx against what you declare, write the contract into a "
+                            "model folder, add the uint8 variant, and run a smoke sample.")
+    p.add_argument("onnx_file", metavar="FOREIGN.onnx", help="an ONNX generator")
+    p.add_argument("--out", required=True, help="output folder, e.g. exported/NAME/ (required)")
+    p.add_argument("--name", default=None, help="model name in the metadata (none: the folder name)")
+    p.add_argument("--output", dest="output_name", default=None,
+                   help="which graph output is the image (when there are several)")
+    p.add_argument("--resolution", type=_int_in("resolution", 1, 4096), default=None,
+                   help="expected image size, checked against the graph (none: the graph's)")
+    _add_contract_args(p)
 
 
 def _add_train(sub: Any) -> None:
@@ -197,7 +240,7 @@ def _add_train(sub: Any) -> None:
 
 
 _COMMANDS = [_add_generate, _add_interpolate, _add_score, _add_info, _add_evaluate, _add_app, _add_export,
-             _add_train]
+             _add_wrap, _add_train]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -219,15 +219,81 @@ def app(a: argparse.Namespace) -> int:
 
 # --- export ----------------------------------------------------------------------------------
 def export(a: argparse.Namespace) -> int:
+    if (a.checkpoint is None) == (a.module is None):
+        raise GansampleError("export: give either CHECKPOINT (this trainer's) or --module FILE.py:NAME "
+                             "(any PyTorch generator), not both or neither")
     try:
         from .training.export import export_checkpoint
     except ModuleNotFoundError as e:
         raise _install_hint("train", e.name or "torch") from None
-    report = export_checkpoint(a.checkpoint, a.out, name=a.name, fp16=not a.no_fp16)
+    if a.module is not None:
+        report = _export_module(a)
+    else:
+        report = export_checkpoint(a.checkpoint, a.out, name=a.name, fp16=not a.no_fp16)
     for f, size in report["files"].items():
-        print(f"{a.out.rstrip('/')}/{f}  {size / 1e6:.2f} MB")
-    print(f"parity vs PyTorch: generator max |diff| {report['generator_max_abs_diff']:.2e}, "
-          f"discriminator max |diff| {report['discriminator_max_abs_diff']:.2e}")
+        used = report.get("exporter", {}).get(f)
+        print(f"{a.out.rstrip('/')}/{f}  {size / 1e6:.2f} MB" + (f"  ({used} exporter)" if used else ""))
+    d = report.get("discriminator_max_abs_diff")
+    print(f"parity vs PyTorch: generator max |diff| {report['generator_max_abs_diff']:.2e}"
+          + (f", discriminator max |diff| {d:.2e}" if d is not None else ""))
+    return 0
+
+
+def contract_args(a: argparse.Namespace) -> dict[str, Any]:
+    """--range, --layout, --classes, --conditioning as the library's arguments."""
+    from .errors import bad_value
+    try:
+        lo, hi = (float(v) for v in a.output_range.split(","))
+    except ValueError:
+        raise bad_value("output_range", a.output_range, "-1,1 or 0,1") from None
+    names: list[str] = []
+    if a.classes:
+        try:
+            text = Path(a.classes).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise bad_value("class_names", a.classes, f"a readable UTF-8 text file ({e})") from None
+        names = [line.strip() for line in text.splitlines() if line.strip()]
+        if not names:
+            raise bad_value("class_names", a.classes, "a file with one class name per line")
+    conditioning = a.conditioning or ("index" if names else None)
+    return {"output_range": (lo, hi), "layout": a.layout, "class_names": names or None,
+            "num_classes": len(names), "conditioning": conditioning}
+
+
+def _export_module(a: argparse.Namespace) -> dict[str, Any]:
+    from .errors import bad_value
+    from .training.byo import export_generator, load_module, load_weights, parse_args
+    if a.weights is None:
+        raise bad_value("weights", None, "the generator's weights file (--weights netG.pth)")
+    shape = None
+    if a.latent_shape:
+        try:
+            shape = tuple(int(v) for v in a.latent_shape.split(","))
+        except ValueError:
+            raise bad_value("latent_shape", a.latent_shape, "integers joined by commas, e.g. 100,1,1") from None
+    if a.z_dim is None and shape is None:
+        raise bad_value("z_dim", None, "the latent size (--z-dim 100) or --latent-shape")
+    G = load_module(a.module, parse_args(a.module_args))
+    load_weights(G, a.weights, a.weights_key)
+    return export_generator(G, a.out, z_dim=a.z_dim, latent_shape=shape, name=a.name, fp16=not a.no_fp16,
+                            truncation=a.truncation, source=a.module, **contract_args(a))
+
+
+# --- wrap ----------------------------------------------------------------------------------------
+def wrap(a: argparse.Namespace) -> int:
+    try:
+        import onnx  # noqa: F401
+    except ModuleNotFoundError:
+        raise GansampleError("wrap needs the onnx package: pip install 'gansample[wrap]'") from None
+    from .wrap import wrap_onnx
+    if a.z_dim is None:
+        raise GansampleError("z_dim: give the latent size with --z-dim", "z_dim")
+    report = wrap_onnx(a.onnx_file, a.out, z_dim=a.z_dim, name=a.name, output=a.output_name,
+                       resolution=a.resolution, **contract_args(a))
+    for f in report["files"]:
+        print(f"{a.out.rstrip('/')}/{f}")
+    print(f"smoke sample: {report['smoke_shape']} images, values in [{report['smoke_min']:.3f}, "
+          f"{report['smoke_max']:.3f}] before conversion")
     return 0
 
 

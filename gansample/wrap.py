@@ -1,0 +1,187 @@
+"""Bring an ONNX generator from elsewhere into the model contract (no torch needed).
+
+The foreign graph is kept as it is and framed: a new input ``z`` [B, z_dim] (reshaped to
+the latent shape the graph takes, e.g. [B, z, 1, 1]), a new input ``label`` [B] (cast, or
+turned into one-hot rows, as the graph takes labels), and after its image output the
+conversion to float NCHW in [-1, 1] named ``images``; the uint8 variant appends the
+quantisation of the contract. What the user declares (z_dim, range, layout, resolution)
+is checked against the graph and a smoke sample before anything is written.
+Needs the ``onnx`` package (the ``wrap`` extra).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from . import metadata as md
+from .errors import GansampleError, bad_value
+from .output import atomic_write, ensure_outdir
+
+_FLOAT = {1, 10, 11, 16}  # FLOAT, FLOAT16, DOUBLE, BFLOAT16
+_INT = {2, 3, 4, 5, 6, 7, 12, 13}
+RANGE_SLACK = 0.05  # smoke-sample values may exceed the declared range by this much
+
+
+def wrap_onnx(path: str | os.PathLike[str], out: str | os.PathLike[str], *, z_dim: int,
+              output_range: tuple[float, float] = (-1.0, 1.0), layout: str = "NCHW",
+              class_names: Sequence[str] | None = None, num_classes: int = 0, conditioning: str | None = None,
+              name: str | None = None, output: str | None = None, resolution: int | None = None) -> dict[str, Any]:
+    """Write ``generator.onnx`` and ``generator_uint8.onnx`` with the contract into ``out``."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    src = Path(path)
+    try:
+        model = onnx.load(str(src))
+    except Exception as e:  # onnx raises protobuf's and its own error types for unreadable files
+        raise bad_value("onnx_file", str(path), f"a readable ONNX file ({str(e).splitlines()[0][:160] if str(e) else e})") \
+            from None
+    if tuple(output_range) not in ((-1.0, 1.0), (0.0, 1.0)):
+        raise bad_value("output_range", ",".join(f"{v:g}" for v in output_range), "-1,1 or 0,1")
+    if layout not in ("NCHW", "NHWC"):
+        raise bad_value("layout", layout, "NCHW or NHWC")
+    g = model.graph
+    inits = {i.name for i in g.initializer}
+    inputs = [i for i in g.input if i.name not in inits]
+    floats = [i for i in inputs if i.type.tensor_type.elem_type in _FLOAT]
+    ints = [i for i in inputs if i.type.tensor_type.elem_type in _INT]
+    if len(floats) != 1 or len(floats) + len(ints) != len(inputs):
+        raise bad_value("onnx_file", str(path), "a generator with one float latent input (and at most one "
+                        f"integer label input); this graph takes {[i.name for i in inputs]}")
+    latent = floats[0]
+    label = ints[0] if ints else None
+    if len(ints) > 1:
+        raise bad_value("onnx_file", str(path), f"at most one integer input (labels); got {[i.name for i in ints]}")
+    if num_classes and label is None and conditioning != "onehot":
+        raise bad_value("class_names", f"<{num_classes} names>", "a graph with an integer label input "
+                        "(or --conditioning onehot for a graph taking one-hot rows)")
+    outs = [o.name for o in g.output]
+    if output is None:
+        if len(outs) != 1:
+            raise bad_value("output_name", None, f"one of the graph's outputs {outs} (it has several)")
+        output = outs[0]
+    elif output not in outs:
+        raise bad_value("output_name", output, f"one of the graph's outputs {outs}")
+    ldims = [d.dim_value if d.HasField("dim_value") else None for d in latent.type.tensor_type.shape.dim]
+    static = [d for d in ldims[1:]]
+    if len(ldims) not in (2, 4) or any(d is not None for d in static) and int(np.prod([d or 1 for d in static])) != z_dim:
+        raise bad_value("z_dim", z_dim, f"the size of the graph's latent input {latent.name!r} of shape "
+                        f"{['B' if d is None else d for d in ldims]}")
+    latent_shape = [z_dim] if len(ldims) == 2 else [z_dim, 1, 1]
+
+    # --- frame the foreign graph ---------------------------------------------------------
+    m = copy.deepcopy(model)
+    fg = m.graph
+    nodes = []
+    z_in = helper.make_tensor_value_info("z", TensorProto.FLOAT, ["batch", z_dim])
+    shape_init = helper.make_tensor("gs_latent_shape", TensorProto.INT64, [len(latent_shape) + 1],
+                                    [-1, *latent_shape])
+    fg.initializer.append(shape_init)
+    zf = "gs_z_float"
+    ltype = latent.type.tensor_type.elem_type
+    nodes.append(helper.make_node("Cast", ["z"], [zf], to=ltype))
+    nodes.append(helper.make_node("Reshape", [zf, "gs_latent_shape"], [latent.name]))
+    new_inputs = [z_in]
+    if num_classes:
+        new_inputs.append(helper.make_tensor_value_info("label", TensorProto.INT64, ["batch"]))
+        if conditioning == "onehot":
+            raise bad_value("conditioning", "onehot", "index labels for wrapped graphs (one-hot inputs: "
+                            "export the PyTorch module instead)")
+        assert label is not None
+        nodes.append(helper.make_node("Cast", ["label"], [label.name], to=label.type.tensor_type.elem_type))
+    kept = [i for i in fg.input if i.name in inits]
+    del fg.input[:]
+    fg.input.extend(new_inputs + kept)
+    body = list(fg.node)
+    del fg.node[:]
+    fg.node.extend(nodes + body)
+    x = output
+    tail = [helper.make_node("Cast", [x], ["gs_img_f"], to=TensorProto.FLOAT)]
+    x = "gs_img_f"
+    if layout == "NHWC":
+        tail.append(helper.make_node("Transpose", [x], ["gs_img_nchw"], perm=[0, 3, 1, 2]))
+        x = "gs_img_nchw"
+    if tuple(output_range) == (0.0, 1.0):
+        fg.initializer.extend([helper.make_tensor("gs_two", TensorProto.FLOAT, [], [2.0]),
+                               helper.make_tensor("gs_one", TensorProto.FLOAT, [], [1.0])])
+        tail += [helper.make_node("Mul", [x, "gs_two"], ["gs_img_x2"]),
+                 helper.make_node("Sub", ["gs_img_x2", "gs_one"], ["gs_img_pm1"])]
+        x = "gs_img_pm1"
+    tail.append(helper.make_node("Identity", [x], ["images"]))
+    fg.node.extend(tail)
+    del fg.output[:]
+    fg.output.append(helper.make_tensor_value_info("images", TensorProto.FLOAT, ["batch", None, None, None]))
+
+    # --- smoke sample: what was declared must be what the graph does --------------------------
+    smoke = _smoke(m, z_dim, num_classes)
+    if smoke.ndim != 4 or smoke.shape[1] not in (1, 3) or smoke.shape[2] != smoke.shape[3]:
+        raise bad_value("layout", layout, f"the layout of the graph's output: read as {layout} it gives "
+                        f"{list(smoke.shape)}, not [B, C, H, H] with C 1 or 3")
+    res, ch = int(smoke.shape[2]), int(smoke.shape[1])
+    if resolution is not None and resolution != res:
+        raise bad_value("resolution", resolution, f"the graph's image size, {res}")
+    lo, hi = float(smoke.min()), float(smoke.max())
+    if lo < -1 - 2 * RANGE_SLACK or hi > 1 + 2 * RANGE_SLACK:
+        declared = ",".join(f"{v:g}" for v in output_range)
+        raw = (lo + 1) / 2 * (output_range[1] - output_range[0]) + output_range[0]
+        raw_hi = (hi + 1) / 2 * (output_range[1] - output_range[0]) + output_range[0]
+        raise bad_value("output_range", declared, f"the range of the graph's output: a smoke sample spans "
+                        f"[{raw:.3g}, {raw_hi:.3g}]")
+
+    names = list(class_names or [])
+    info = md.ModelInfo(role="generator", img_resolution=res, img_channels=ch, z_dim=z_dim, num_classes=num_classes,
+                        class_names=names, name=name or Path(out).resolve().name, provenance="onnx-wrap",
+                        architecture={"source": src.name, "latent_input": latent.name, "output": output,
+                                      "output_range": list(output_range), "layout": layout,
+                                      "latent_shape": latent_shape})
+    info.validate("onnx_file")
+    md.write(m, info)
+    u8 = _uint8_variant(m, info)
+    outdir = ensure_outdir(out, "out")
+    for f in ("generator_fp16.onnx", "generator_mix.onnx"):  # variants of an earlier model there
+        if (outdir / f).is_file():
+            (outdir / f).unlink()
+    atomic_write(outdir / "generator.onnx", m.SerializeToString())
+    atomic_write(outdir / "generator_uint8.onnx", u8.SerializeToString())
+    return {"files": ["generator.onnx", "generator_uint8.onnx"], "smoke_shape": list(smoke.shape),
+            "smoke_min": lo, "smoke_max": hi}
+
+
+def _smoke(model: Any, z_dim: int, num_classes: int) -> np.ndarray:
+    import onnxruntime as ort
+    try:
+        sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        feeds: dict[str, np.ndarray] = {"z": np.random.RandomState(0).randn(4, z_dim).astype(np.float32)}
+        if num_classes:
+            feeds["label"] = np.arange(4, dtype=np.int64) % num_classes
+        return np.asarray(sess.run(["images"], feeds)[0])
+    except Exception as e:  # onnxruntime's own exception types
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise bad_value("z_dim", z_dim, f"a latent size the graph accepts: a smoke sample failed ({first})") from None
+
+
+def _uint8_variant(model: Any, info: md.ModelInfo) -> Any:
+    """The float contract graph with the contract's quantisation appended (uint8 NHWC out)."""
+    from onnx import TensorProto, helper
+    m = copy.deepcopy(model)
+    g = m.graph
+    for n in g.node:
+        n.output[:] = ["gs_images_f" if o == "images" else o for o in n.output]
+    g.initializer.extend([helper.make_tensor("gs_q_scale", TensorProto.FLOAT, [], [md.QUANT_SCALE]),
+                          helper.make_tensor("gs_q_offset", TensorProto.FLOAT, [], [md.QUANT_OFFSET]),
+                          helper.make_tensor("gs_q_lo", TensorProto.FLOAT, [], [0.0]),
+                          helper.make_tensor("gs_q_hi", TensorProto.FLOAT, [], [255.0])])
+    g.node.extend([helper.make_node("Mul", ["gs_images_f", "gs_q_scale"], ["gs_q1"]),
+                   helper.make_node("Add", ["gs_q1", "gs_q_offset"], ["gs_q2"]),
+                   helper.make_node("Clip", ["gs_q2", "gs_q_lo", "gs_q_hi"], ["gs_q3"]),
+                   helper.make_node("Cast", ["gs_q3"], ["gs_q4"], to=TensorProto.UINT8),
+                   helper.make_node("Transpose", ["gs_q4"], ["images"], perm=[0, 2, 3, 1])])
+    del g.output[:]
+    g.output.append(helper.make_tensor_value_info("images", TensorProto.UINT8, ["batch", None, None, None]))
+    md.write(m, md.ModelInfo(**{**info.__dict__, "output": md.UINT8_NHWC, "variant": "uint8"}))
+    return m
