@@ -273,12 +273,25 @@ def _configure_logging(quiet: bool) -> None:
     log.setLevel(logging.WARNING if quiet else logging.INFO)
 
 
+def _join_range(argv: list[str]) -> list[str]:
+    """``--range -1,1`` as ``--range=-1,1``: argparse would read -1,1 as an option."""
+    out: list[str] = []
+    it = iter(argv)
+    for item in it:
+        if item == "--range":
+            value = next(it, None)
+            out.append(item if value is None else f"--range={value}")
+        else:
+            out.append(item)
+    return out
+
+
 def _sigterm(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    argv = _join_range(list(sys.argv[1:] if argv is None else argv))
     if argv[:1] == ["app"]:
         # Everything after `app` belongs to the demo's own parser (--host, --port, --help ...).
         args = argparse.Namespace(command="app", args=argv[1:])

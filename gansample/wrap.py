@@ -77,6 +77,12 @@ def wrap_onnx(path: str | os.PathLike[str], out: str | os.PathLike[str], *, z_di
     # --- frame the foreign graph ---------------------------------------------------------
     m = copy.deepcopy(model)
     fg = m.graph
+    # The foreign names may be the contract's own (z, label, images): they are renamed.
+    lat_name, lab_name, out_name = "gs_foreign_latent", "gs_foreign_label", "gs_foreign_image"
+    _rename(fg, latent.name, lat_name)
+    if label is not None:
+        _rename(fg, label.name, lab_name)
+    _rename(fg, output, out_name)
     nodes = []
     z_in = helper.make_tensor_value_info("z", TensorProto.FLOAT, ["batch", z_dim])
     shape_init = helper.make_tensor("gs_latent_shape", TensorProto.INT64, [len(latent_shape) + 1],
@@ -85,7 +91,7 @@ def wrap_onnx(path: str | os.PathLike[str], out: str | os.PathLike[str], *, z_di
     zf = "gs_z_float"
     ltype = latent.type.tensor_type.elem_type
     nodes.append(helper.make_node("Cast", ["z"], [zf], to=ltype))
-    nodes.append(helper.make_node("Reshape", [zf, "gs_latent_shape"], [latent.name]))
+    nodes.append(helper.make_node("Reshape", [zf, "gs_latent_shape"], [lat_name]))
     new_inputs = [z_in]
     if num_classes:
         new_inputs.append(helper.make_tensor_value_info("label", TensorProto.INT64, ["batch"]))
@@ -93,14 +99,14 @@ def wrap_onnx(path: str | os.PathLike[str], out: str | os.PathLike[str], *, z_di
             raise bad_value("conditioning", "onehot", "index labels for wrapped graphs (one-hot inputs: "
                             "export the PyTorch module instead)")
         assert label is not None
-        nodes.append(helper.make_node("Cast", ["label"], [label.name], to=label.type.tensor_type.elem_type))
+        nodes.append(helper.make_node("Cast", ["label"], [lab_name], to=label.type.tensor_type.elem_type))
     kept = [i for i in fg.input if i.name in inits]
     del fg.input[:]
     fg.input.extend(new_inputs + kept)
     body = list(fg.node)
     del fg.node[:]
     fg.node.extend(nodes + body)
-    x = output
+    x = out_name
     tail = [helper.make_node("Cast", [x], ["gs_img_f"], to=TensorProto.FLOAT)]
     x = "gs_img_f"
     if layout == "NHWC":
@@ -150,6 +156,16 @@ def wrap_onnx(path: str | os.PathLike[str], out: str | os.PathLike[str], *, z_di
     atomic_write(outdir / "generator_uint8.onnx", u8.SerializeToString())
     return {"files": ["generator.onnx", "generator_uint8.onnx"], "smoke_shape": list(smoke.shape),
             "smoke_min": lo, "smoke_max": hi}
+
+
+def _rename(graph: Any, old: str, new: str) -> None:
+    """Rename a value everywhere it is produced or consumed in ``graph`` (not subgraphs)."""
+    for n in graph.node:
+        n.input[:] = [new if i == old else i for i in n.input]
+        n.output[:] = [new if o == old else o for o in n.output]
+    for v in graph.value_info:
+        if v.name == old:
+            v.name = new
 
 
 def _smoke(model: Any, z_dim: int, num_classes: int) -> np.ndarray:

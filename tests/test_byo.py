@@ -1,0 +1,254 @@
+"""Bring your own GAN: generators from other projects (written here from their public
+descriptions, random weights) exported through the API and the CLI, foreign ONNX files
+wrapped; everything downstream runs on them."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import run_cli
+from gansample import GansampleError, Generator, interpolate
+
+ROOT = Path(__file__).resolve().parent.parent
+NETS = Path(__file__).resolve().parent / "byo_nets.py"
+sys.path.insert(0, str(NETS.parent))
+import byo_nets as nets  # noqa: E402
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+
+
+def _same_bytes_at_batch_1_and_7(folder: Path, psi: float = 1.0) -> np.ndarray:
+    g = Generator(folder, device="cpu", batch_size=7)
+    batched = g.sample(seeds=range(7), psi=psi).images
+    g1 = Generator(folder, device="cpu", batch_size=1)
+    single = np.concatenate([g1.sample(seeds=[s], psi=psi).images for s in range(7)])
+    assert np.array_equal(batched, single)
+    return batched
+
+
+@pytest.fixture(scope="module")
+def dcgan_cli_model(tmp_path_factory) -> Path:
+    """pytorch/examples' DCGAN G saved as a state dict and exported through the CLI."""
+    d = tmp_path_factory.mktemp("dcgan")
+    torch.manual_seed(0)
+    G = nets.DCGANGenerator(nz=100, ngf=16, nc=3)
+    for m in G.modules():  # non-trivial BatchNorm statistics, as a trained net has
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.1, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+    torch.save(G.state_dict(), d / "netG.pth")
+    out = d / "dcgan"
+    assert run_cli("export", "--module", f"{NETS}:DCGANGenerator", "--weights", d / "netG.pth",
+                   "--arg", "ngf=16", "--z-dim", "100", "--range", "-1,1", "--layout", "NCHW", "--out", out) == 0
+    return out
+
+
+def test_dcgan_through_the_cli(dcgan_cli_model, tmp_path, capsys) -> None:
+    from gansample.metadata import ModelInfo
+    g = Generator(dcgan_cli_model, device="cpu")
+    assert (g.info.img_resolution, g.info.img_channels, g.info.z_dim) == (64, 3, 100)
+    assert g.info.provenance == "torch-module" and g.info.architecture["latent_shape"] == [100, 1, 1]
+    assert isinstance(g.info, ModelInfo)
+    out = tmp_path / "o"
+    assert run_cli("generate", "--seeds", "0-7", "--model", dcgan_cli_model, "--outdir", out, "-q") == 0
+    files = sorted(out.glob("seed*.png"))
+    assert len(files) == 8 and Image.open(files[0]).size == (64, 64)
+    # Parity with the PyTorch module on the seed rule's latents (not only the export check).
+    torch.manual_seed(0)
+    G = nets.DCGANGenerator(nz=100, ngf=16, nc=3)
+    G.load_state_dict(torch.load(dcgan_cli_model.parent / "netG.pth", weights_only=True))
+    from gansample.latents import latents_for_seeds
+    z = torch.from_numpy(latents_for_seeds([0, 1, 2], 100)).view(3, 100, 1, 1)
+    with torch.no_grad():
+        ref = G.eval()(z).numpy()
+    fl = Generator(dcgan_cli_model / "generator.onnx", device="cpu").session.run({"z": z.view(3, 100).numpy()})
+    assert np.abs(fl - ref).max() < 1e-4
+    _same_bytes_at_batch_1_and_7(dcgan_cli_model)
+
+
+def test_dcgan_node_example_reproduces(dcgan_cli_model, tmp_path) -> None:
+    node = shutil.which("node")
+    if not node or not (ROOT / "examples" / "node_modules" / "onnxruntime-node").is_dir():
+        pytest.skip("node or the examples' npm packages are not installed")
+    out = subprocess.run([node, "node/generate.mjs", str(dcgan_cli_model / "generator.onnx"), "--seeds", "0-3",
+                          "--json", str(tmp_path / "r.json")], cwd=ROOT / "examples", capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    res = json.loads((tmp_path / "r.json").read_text())
+    ours = Generator(dcgan_cli_model, device="cpu", variant="fp32").sample(seeds=range(4)).images
+    theirs = np.asarray(res["pixels"], dtype=np.uint8).reshape(ours.shape)
+    assert np.abs(theirs.astype(int) - ours.astype(int)).max() <= 1
+
+
+def test_onehot_conditional_generator(tmp_path) -> None:
+    from gansample.training import byo
+    torch.manual_seed(1)
+    G = nets.OneHotGenerator(z_dim=16, num_classes=4)
+    out = tmp_path / "onehot"
+    rep = byo.export_generator(G, out, z_dim=16, num_classes=4, conditioning="onehot",
+                               class_names=["a", "b", "c", "d"], fp16=False)
+    assert rep["generator_max_abs_diff"] < 1e-4 and (out / "generator_mix.onnx").exists()
+    imgs = _same_bytes_at_batch_1_and_7(out)
+    assert imgs.shape == (7, 32, 32, 1)
+    g = Generator(out, device="cpu")
+    by_class = [g.sample(seeds=[5], cls=c).images[0] for c in "abcd"]
+    assert not np.array_equal(by_class[0], by_class[1])  # the label reaches the network
+    walk = interpolate(g, "0,1,2", steps=4)  # classes differ at the keyframes: the mix variant
+    assert walk.frames.shape == (9, 32, 32, 1)
+
+
+def test_unit_range_nhwc_generator(tmp_path) -> None:
+    from gansample.training import byo
+    torch.manual_seed(2)
+    G = nets.UnitNHWCGenerator(z_dim=8)
+    out = tmp_path / "nhwc"
+    rep = byo.export_generator(G, out, z_dim=8, output_range=(0, 1), layout="NHWC", fp16=False)
+    assert rep["generator_max_abs_diff"] < 1e-4
+    imgs = _same_bytes_at_batch_1_and_7(out)
+    from gansample.latents import latents_for_seeds
+    with torch.no_grad():
+        ref = G(torch.from_numpy(latents_for_seeds(range(7), 8))).numpy()  # [0, 1], NHWC
+    expect = np.clip(np.floor((ref * 2 - 1) * 127.5 + 128), 0, 255).astype(np.uint8)
+    assert np.abs(imgs.astype(int) - expect.astype(int)).max() <= 1
+    assert interpolate(Generator(out, device="cpu"), "1,2", steps=3).frames.shape == (4, 16, 16, 3)
+
+
+def test_style_based_generator_truncates_in_w(tmp_path) -> None:
+    from gansample.training import byo
+    torch.manual_seed(3)
+    G = nets.StyleGenerator(z_dim=32, w_dim=32, width=16)
+    out = tmp_path / "style"
+    rep = byo.export_generator(G, out, z_dim=32, truncation="w", fp16=False)
+    assert rep["generator_max_abs_diff"] < 1e-4
+    g = Generator(out, device="cpu")
+    assert g.info.truncation == "w" and g.info.format_version == 2
+    _same_bytes_at_batch_1_and_7(out, psi=0.7)
+    # psi = 0: every seed gives the w-average image.
+    avg = g.sample(seeds=range(6), psi=0).images
+    assert all(np.array_equal(avg[0], a) for a in avg)
+    # ... which is G's own image of w_avg (noise frozen as exported).
+    assert not np.array_equal(avg[0], g.sample(seeds=[0], psi=1).images[0])
+    walk = interpolate(g, "0,5", steps=3, psi=0.5)
+    assert walk.frames.shape == (4, 32, 32, 3)
+
+
+def test_wrap_foreign_onnx(tmp_path) -> None:
+    torch.manual_seed(4)
+    G = nets.make_small_dcgan(nz=32, ngf=8).eval()
+    foreign = tmp_path / "foreign.onnx"
+    with torch.no_grad():
+        torch.onnx.export(G, (torch.randn(2, 32, 1, 1),), str(foreign), input_names=["noise"], output_names=["img"],
+                          dynamic_axes={"noise": {0: "b"}, "img": {0: "b"}}, dynamo=False)
+    out = tmp_path / "wrapped"
+    assert run_cli("wrap", foreign, "--out", out, "--z-dim", "32", "--range", "-1,1", "--layout", "NCHW") == 0
+    g = Generator(out, device="cpu")
+    assert g.info.provenance == "onnx-wrap" and (out / "generator_uint8.onnx").exists()
+    imgs = _same_bytes_at_batch_1_and_7(out)
+    from gansample.latents import latents_for_seeds
+    with torch.no_grad():
+        ref = G(torch.from_numpy(latents_for_seeds(range(7), 32)).view(7, 32, 1, 1)).numpy()
+    expect = np.clip(np.floor(ref * 127.5 + 128), 0, 255).astype(np.uint8).transpose(0, 2, 3, 1)
+    assert np.abs(imgs.astype(int) - expect.astype(int)).max() <= 1
+    assert run_cli("generate", "--seeds", "0-3", "--model", out, "--outdir", tmp_path / "o", "-q") == 0
+    from gansample import ui
+    models = ui.Models([str(out)], "cpu")
+    name = next(n for n, spec in models.paths.items() if spec == str(out))
+    items, zip_path, status = ui.generate(models, name, "0-3", 0, 4, 1.0, ui.BY_SEED, ui.SORTS[0], "")
+    assert len(items) == 4 and "4 images" in status
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--z-dim", "33"], "--z-dim: got 33"),
+    (["--z-dim", "32", "--layout", "NHWC"], "--layout: got 'NHWC'"),
+    (["--z-dim", "32", "--resolution", "32"], "--resolution: got 32"),
+    (["--z-dim", "32", "--range", "0,255"], "--range: got '0,255'"),
+])
+def test_wrap_refuses_wrong_declarations(tmp_path, capsys, args, needle) -> None:
+    torch.manual_seed(5)
+    G = nets.make_small_dcgan(nz=32, ngf=8).eval()
+    foreign = tmp_path / "f.onnx"
+    with torch.no_grad():
+        torch.onnx.export(G, (torch.randn(2, 32, 1, 1),), str(foreign), input_names=["z"], output_names=["img"],
+                          dynamic_axes={"z": {0: "b"}, "img": {0: "b"}}, dynamo=False)
+    assert run_cli("wrap", foreign, "--out", tmp_path / "m", *args) == 2
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err
+    assert not (tmp_path / "m" / "generator.onnx").exists()
+
+
+def test_wrap_range_mismatch_is_seen(tmp_path, capsys) -> None:
+    class Bytes(torch.nn.Module):  # outputs 0..255, declared as -1..1
+        def forward(self, z: torch.Tensor) -> torch.Tensor:
+            return (torch.sigmoid(z[:, :3, None, None].expand(-1, 3, 8, 8)) * 255)
+    foreign = tmp_path / "b.onnx"
+    torch.onnx.export(Bytes(), (torch.randn(2, 8),), str(foreign), input_names=["z"], output_names=["img"],
+                      dynamic_axes={"z": {0: "b"}, "img": {0: "b"}}, dynamo=False)
+    assert run_cli("wrap", foreign, "--out", tmp_path / "m", "--z-dim", "8") == 2
+    assert "the range of the graph's output" in capsys.readouterr().err
+
+
+def _bad_export(tmp_path: Path, *args: object) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "gansample", "export", "--out", str(tmp_path / "m"), *map(str, args)],
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_export_module_bad_input(tmp_path) -> None:
+    torch.manual_seed(6)
+    small = nets.make_small_dcgan(nz=32, ngf=8)
+    good = tmp_path / "g.pth"
+    torch.save(small.state_dict(), good)
+    other = tmp_path / "o.pth"
+    torch.save(nets.UnitNHWCGenerator().state_dict(), other)
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):  # type: ignore[no-untyped-def]
+            return (os.system, (f"touch {marker}",))
+    evil = tmp_path / "evil.pth"
+    torch.save({"state_dict": small.state_dict(), "x": Evil()}, evil)
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    cases = [
+        (["--module", tmp_path / "nope.py:G", "--weights", good, "--z-dim", "32"], "--module: got"),
+        (["--module", f"{NETS}:NoSuchClass", "--weights", good, "--z-dim", "32"], "DCGANGenerator"),
+        (["--module", f"{NETS}:NotAModule", "--weights", good, "--z-dim", "32"], "nn.Module"),
+        (["--module", f"{NETS}:make_small_dcgan", "--weights", other, "--z-dim", "32"], "missing main.0.weight"),
+        (["--module", f"{NETS}:make_small_dcgan", "--weights", evil, "--z-dim", "32"], "never loaded"),
+        (["--module", f"{NETS}:make_small_dcgan", "--weights", good, "--z-dim", "31"], "--z-dim: got 31"),
+        (["--module", f"{NETS}:make_small_dcgan", "--arg", "bogus=1", "--weights", good, "--z-dim", "32"], "--arg"),
+    ]
+    for args, needle in cases:
+        out = _bad_export(tmp_path, *args)
+        assert out.returncode == 2, (args, out.stderr)
+        assert needle in out.stderr and "Traceback" not in out.stderr, (args, out.stderr)
+        assert len(out.stderr.strip().splitlines()) <= 2, out.stderr
+        assert not (tmp_path / "m" / "generator.onnx").exists()
+    assert not marker.exists()  # the pickle's code never ran
+    out = subprocess.run([sys.executable, "-m", "gansample", "export", "--out", str(afile), "--module",
+                          f"{NETS}:make_small_dcgan", "--weights", str(good), "--z-dim", "32"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2 and "--out: got" in out.stderr
+
+
+def test_wrap_several_outputs_need_a_choice(tmp_path, capsys) -> None:
+    class Two(torch.nn.Module):
+        def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            img = torch.tanh(z[:, :3, None, None].expand(-1, 3, 8, 8))
+            return img, img.mean(dim=(1, 2, 3))
+    foreign = tmp_path / "two.onnx"
+    torch.onnx.export(Two(), (torch.randn(2, 8),), str(foreign), input_names=["z"], output_names=["img", "score"],
+                      dynamic_axes={"z": {0: "b"}, "img": {0: "b"}, "score": {0: "b"}}, dynamo=False)
+    assert run_cli("wrap", foreign, "--out", tmp_path / "m", "--z-dim", "8") == 2
+    assert "--output: got None; one of the graph's outputs ['img', 'score']" in capsys.readouterr().err
+    assert run_cli("wrap", foreign, "--out", tmp_path / "m", "--z-dim", "8", "--output", "img") == 0
+    assert Generator(tmp_path / "m", device="cpu").sample(seeds=[1]).images.shape == (1, 8, 8, 3)
