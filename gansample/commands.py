@@ -173,7 +173,10 @@ def _print_info(report: dict[str, Any], files: Any) -> None:
         print(f"classes:    {m['num_classes']}: " + ", ".join(f"{i}={n}" for i, n in enumerate(m["class_names"])))
     else:
         print("classes:    unconditional")
-    print(f"trained:    {m['dataset'] or '?'}, {m['train_steps']} steps, commit {m['source_commit'] or '?'}")
+    print(f"trained:    {m['dataset'] or '?'}, {m['train_steps']} steps, commit {m['source_commit'] or '?'}"
+          f"  (provenance: {m['provenance']})")
+    print(f"truncation: in {m['truncation'].upper()}" + (" (the graph takes psi)" if m["truncation"] == "w" else
+                                                          " (the runtime scales z by psi)"))
     print(f"seed rule:  {m['seed_rule']}")
     if m["metrics"]:
         print("metrics:    " + ", ".join(f"{k}={v}" for k, v in m["metrics"].items()))

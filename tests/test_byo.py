@@ -252,3 +252,45 @@ def test_wrap_several_outputs_need_a_choice(tmp_path, capsys) -> None:
     assert "--output: got None; one of the graph's outputs ['img', 'score']" in capsys.readouterr().err
     assert run_cli("wrap", foreign, "--out", tmp_path / "m", "--z-dim", "8", "--output", "img") == 0
     assert Generator(tmp_path / "m", device="cpu").sample(seeds=[1]).images.shape == (1, 8, 8, 3)
+
+
+def test_dcgan_with_its_discriminator_scores_and_filters(tmp_path) -> None:
+    from gansample import Discriminator
+    from gansample.training import export_generator
+    torch.manual_seed(7)
+    G = nets.make_small_dcgan(nz=32, ngf=8)
+    D = nets.DCGANDiscriminator(ndf=8, nc=3)
+    out = tmp_path / "gd"
+    rep = export_generator(G, out, z_dim=32, discriminator=D, fp16=False)
+    assert rep["discriminator_max_abs_diff"] < 1e-4
+    g, d = Generator(out, device="cpu"), Discriminator(out, device="cpu")
+    imgs = g.sample(seeds=range(4)).images
+    with torch.no_grad():
+        ref = D.eval()(torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 127.5 - 1).numpy()
+    assert np.abs(d.logits(imgs) - ref).max() < 1e-3
+    assert run_cli("generate", "-n", "4", "--filter", "top:0.5", "--model", out, "--outdir", tmp_path / "o",
+                   "-q") == 0
+    assert len(list((tmp_path / "o").glob("seed*.png"))) == 4
+
+
+def test_embedding_examples_run_a_w_truncated_model(tmp_path) -> None:
+    """The numpy-only and Node examples feed psi to a generator that truncates in W."""
+    from gansample.training import export_generator
+    torch.manual_seed(8)
+    out = tmp_path / "style"
+    export_generator(nets.StyleGenerator(z_dim=16, w_dim=16, width=8), out, z_dim=16, truncation="w", fp16=False)
+    ours = Generator(out, device="cpu", variant="fp32").sample(seeds=range(3)).images
+    py = subprocess.run([sys.executable, str(ROOT / "examples" / "python" / "generate.py"),
+                         str(out / "generator.onnx"), "--seeds", "0-2", "--outdir", str(tmp_path / "py")],
+                        capture_output=True, text=True, timeout=120)
+    assert py.returncode == 0, py.stderr
+    got = np.stack([np.asarray(Image.open(tmp_path / "py" / f"seed{s:04d}.png")) for s in range(3)])
+    assert np.array_equal(got, ours)
+    node = shutil.which("node")
+    if node and (ROOT / "examples" / "node_modules" / "onnxruntime-node").is_dir():
+        r = subprocess.run([node, "node/generate.mjs", str(out / "generator.onnx"), "--seeds", "0-2", "--json",
+                            str(tmp_path / "n.json")], cwd=ROOT / "examples", capture_output=True, text=True,
+                           timeout=120)
+        assert r.returncode == 0, r.stderr
+        pix = np.asarray(json.loads((tmp_path / "n.json").read_text())["pixels"], dtype=np.uint8)
+        assert np.abs(pix.reshape(ours.shape).astype(int) - ours.astype(int)).max() <= 1

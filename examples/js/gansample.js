@@ -67,6 +67,7 @@ export function generatorInfo(bytes, source = "model") {
     resolution: Number(meta.img_resolution),
     channels: Number(meta.img_channels),
     output: meta.output,  // "float32 NCHW [-1,1]" or "uint8 NHWC [0,255]"
+    truncation: meta.truncation || "z",  // "w": the graph takes psi [batch] and truncates in W itself
     name: meta.name || "",
   };
 }
@@ -145,7 +146,9 @@ export function parseSeeds(text) {
 // `ort` is the onnxruntime module (onnxruntime-node or onnxruntime-web). Returns one
 // Uint8Array of H*W*C bytes per image (NHWC), quantised exactly as gansample does:
 // uint8 = trunc(clip(x * 127.5 + 128, 0, 255)) in float32 arithmetic.
-export async function generate(ort, session, info, latents, labels) {
+// `psi` is fed to generators that truncate in W (info.truncation === "w"); for the others,
+// truncation is psi * z, applied to the latents by the caller.
+export async function generate(ort, session, info, latents, labels, psi = 1) {
   const n = latents.length, d = info.zDim;
   const z = new Float32Array(n * d);
   latents.forEach((row, i) => z.set(row, i * d));
@@ -153,6 +156,7 @@ export async function generate(ort, session, info, latents, labels) {
   if (info.numClasses > 0) {
     feeds.label = new ort.Tensor("int64", BigInt64Array.from(labels.map((l) => BigInt(l))), [n]);
   }
+  if (info.truncation === "w") feeds.psi = new ort.Tensor("float32", new Float32Array(n).fill(psi), [n]);
   const out = (await session.run(feeds))[session.outputNames[0]];
   const r = info.resolution, c = info.channels, px = r * r * c;
   const images = [];

@@ -61,6 +61,8 @@ def main():
     feeds = {"z": z}
     if num_classes:
         feeds["label"] = np.array([s % num_classes for s in seeds], dtype=np.int64)
+    if meta.get("gansample.truncation") == "w":  # truncation in W happens inside the graph
+        feeds["psi"] = np.ones(len(seeds), dtype=np.float32)
     out = sess.run(None, feeds)[0]
     if meta["gansample.output"].startswith("float32 NCHW"):
         # uint8 = trunc(clip(x * 127.5 + 128, 0, 255)), NCHW -> NHWC
