@@ -25,7 +25,7 @@ FLAGS = {
     "module": "--module", "weights": "--weights", "weights_key": "--weights-key", "arg": "--arg",
     "z_dim": "--z-dim", "latent_shape": "--latent-shape", "output_range": "--range", "layout": "--layout",
     "class_names": "--classes", "conditioning": "--conditioning", "truncation": "--truncation",
-    "onnx_file": "FOREIGN.onnx", "output_name": "--output", "resolution": "--resolution", "num_classes": "--classes",
+    "onnx_file": "FOREIGN.onnx", "discriminator": "--discriminator", "output_name": "--output", "resolution": "--resolution", "num_classes": "--classes",
 }
 # Where a command spells an argument differently.
 COMMAND_FLAGS = {
@@ -214,6 +214,8 @@ def _add_wrap(sub: Any) -> None:
                    help="which graph output is the image (when there are several)")
     p.add_argument("--resolution", type=_int_in("resolution", 1, 4096), default=None,
                    help="expected image size, checked against the graph (none: the graph's)")
+    p.add_argument("--discriminator", default=None, metavar="D.onnx",
+                   help="its discriminator (images in the same range and layout)")
     _add_contract_args(p)
 
 

@@ -292,7 +292,7 @@ def wrap(a: argparse.Namespace) -> int:
     if a.z_dim is None:
         raise GansampleError("z_dim: give the latent size with --z-dim", "z_dim")
     report = wrap_onnx(a.onnx_file, a.out, z_dim=a.z_dim, name=a.name, output=a.output_name,
-                       resolution=a.resolution, **contract_args(a))
+                       resolution=a.resolution, discriminator=a.discriminator, **contract_args(a))
     for f in report["files"]:
         print(f"{a.out.rstrip('/')}/{f}")
     print(f"smoke sample: {report['smoke_shape']} images, values in [{report['smoke_min']:.3f}, "

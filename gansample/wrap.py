@@ -30,8 +30,11 @@ RANGE_SLACK = 0.05  # smoke-sample values may exceed the declared range by this 
 def wrap_onnx(path: str | os.PathLike[str], out: str | os.PathLike[str], *, z_dim: int,
               output_range: tuple[float, float] = (-1.0, 1.0), layout: str = "NCHW",
               class_names: Sequence[str] | None = None, num_classes: int = 0, conditioning: str | None = None,
-              name: str | None = None, output: str | None = None, resolution: int | None = None) -> dict[str, Any]:
-    """Write ``generator.onnx`` and ``generator_uint8.onnx`` with the contract into ``out``."""
+              name: str | None = None, output: str | None = None, resolution: int | None = None,
+              discriminator: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """Write ``generator.onnx`` and ``generator_uint8.onnx`` with the contract into ``out``
+    (and ``discriminator.onnx`` from ``discriminator``, which takes images in the same
+    range and layout as the generator makes them)."""
     import onnx
     from onnx import TensorProto, helper
 
@@ -148,14 +151,92 @@ def wrap_onnx(path: str | os.PathLike[str], out: str | os.PathLike[str], *, z_di
     info.validate("onnx_file")
     md.write(m, info)
     u8 = _uint8_variant(m, info)
+    d_model = (_wrap_discriminator(discriminator, info, tuple(output_range), layout)
+               if discriminator is not None else None)
     outdir = ensure_outdir(out, "out")
     for f in ("generator_fp16.onnx", "generator_mix.onnx"):  # variants of an earlier model there
         if (outdir / f).is_file():
             (outdir / f).unlink()
     atomic_write(outdir / "generator.onnx", m.SerializeToString())
     atomic_write(outdir / "generator_uint8.onnx", u8.SerializeToString())
-    return {"files": ["generator.onnx", "generator_uint8.onnx"], "smoke_shape": list(smoke.shape),
-            "smoke_min": lo, "smoke_max": hi}
+    files = ["generator.onnx", "generator_uint8.onnx"]
+    if d_model is not None:
+        atomic_write(outdir / "discriminator.onnx", d_model.SerializeToString())
+        files.append("discriminator.onnx")
+    return {"files": files, "smoke_shape": list(smoke.shape), "smoke_min": lo, "smoke_max": hi}
+
+
+def _wrap_discriminator(path: str | os.PathLike[str], info: md.ModelInfo, output_range: tuple[float, ...],
+                        layout: str) -> Any:
+    """Frame a foreign discriminator: contract images (float NCHW [-1, 1]) converted to the
+    range and layout it takes, labels cast to its type, its score flattened to logits [B]."""
+    import onnx
+    from onnx import TensorProto, helper
+    try:
+        m = onnx.load(str(path))
+    except Exception as e:  # protobuf's and onnx's own error types
+        raise bad_value("discriminator", str(path), f"a readable ONNX file ({str(e).splitlines()[0][:160] if str(e) else e})") \
+            from None
+    g = m.graph
+    inits = {i.name for i in g.initializer}
+    inputs = [i for i in g.input if i.name not in inits]
+    floats = [i for i in inputs if i.type.tensor_type.elem_type in _FLOAT]
+    ints = [i for i in inputs if i.type.tensor_type.elem_type in _INT]
+    if len(floats) != 1 or len(ints) > (1 if info.num_classes else 0) or len(floats) + len(ints) != len(inputs):
+        raise bad_value("discriminator", str(path), "a discriminator with one float image input"
+                        f"{' and one integer label input' if info.num_classes else ''}; this graph takes "
+                        f"{[i.name for i in inputs]}")
+    if len(g.output) != 1:
+        raise bad_value("discriminator", str(path), f"a discriminator with one output; it has {[o.name for o in g.output]}")
+    img, lab, score = floats[0], (ints[0] if ints else None), g.output[0].name
+    _rename(g, img.name, "gs_foreign_images")
+    if lab is not None:
+        _rename(g, lab.name, "gs_foreign_label")
+    _rename(g, score, "gs_foreign_score")
+    pre = []
+    x = "images"
+    if tuple(output_range) == (0.0, 1.0):
+        g.initializer.extend([helper.make_tensor("gs_half", TensorProto.FLOAT, [], [0.5])])
+        pre += [helper.make_node("Mul", [x, "gs_half"], ["gs_d1"]), helper.make_node("Add", ["gs_d1", "gs_half"], ["gs_d2"])]
+        x = "gs_d2"
+    if layout == "NHWC":
+        pre.append(helper.make_node("Transpose", [x], ["gs_d3"], perm=[0, 2, 3, 1]))
+        x = "gs_d3"
+    pre.append(helper.make_node("Cast", [x], ["gs_foreign_images"], to=img.type.tensor_type.elem_type))
+    new_inputs = [helper.make_tensor_value_info("images", TensorProto.FLOAT,
+                                                ["batch", info.img_channels, info.img_resolution, info.img_resolution])]
+    if lab is not None:
+        new_inputs.append(helper.make_tensor_value_info("label", TensorProto.INT64, ["batch"]))
+        pre.append(helper.make_node("Cast", ["label"], ["gs_foreign_label"], to=lab.type.tensor_type.elem_type))
+    g.initializer.extend([helper.make_tensor("gs_rows", TensorProto.INT64, [2], [0, -1]),
+                          helper.make_tensor("gs_first", TensorProto.INT64, [], [0])])
+    post = [helper.make_node("Cast", ["gs_foreign_score"], ["gs_s1"], to=TensorProto.FLOAT),
+            helper.make_node("Reshape", ["gs_s1", "gs_rows"], ["gs_s2"]),
+            helper.make_node("Gather", ["gs_s2", "gs_first"], ["logits"], axis=1)]
+    kept = [i for i in g.input if i.name in inits]
+    del g.input[:]
+    g.input.extend(new_inputs + kept)
+    body = list(g.node)
+    del g.node[:]
+    g.node.extend(pre + body + post)
+    del g.output[:]
+    g.output.append(helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch"]))
+    import onnxruntime as ort
+    try:
+        sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+        r, c = info.img_resolution, info.img_channels
+        feeds: dict[str, np.ndarray] = {"images": np.zeros((2, c, r, r), np.float32)}
+        if lab is not None:
+            feeds["label"] = np.zeros(2, np.int64)
+        y = sess.run(["logits"], feeds)[0]
+    except Exception as e:  # onnxruntime's own exception types
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise bad_value("discriminator", str(path), f"a discriminator that takes the generator's "
+                        f"{info.img_resolution}x{info.img_resolution}x{info.img_channels} images ({first})") from None
+    if y.shape != (2,):
+        raise bad_value("discriminator", str(path), f"one score per image; it returns shape {list(y.shape)}")
+    md.write(m, md.ModelInfo(**{**info.__dict__, "role": "discriminator"}))
+    return m
 
 
 def _rename(graph: Any, old: str, new: str) -> None:

@@ -294,3 +294,24 @@ def test_embedding_examples_run_a_w_truncated_model(tmp_path) -> None:
         assert r.returncode == 0, r.stderr
         pix = np.asarray(json.loads((tmp_path / "n.json").read_text())["pixels"], dtype=np.uint8)
         assert np.abs(pix.reshape(ours.shape).astype(int) - ours.astype(int)).max() <= 1
+
+
+def test_wrap_with_a_foreign_discriminator(tmp_path) -> None:
+    from gansample import Discriminator
+    torch.manual_seed(9)
+    G = nets.make_small_dcgan(nz=32, ngf=8).eval()
+    D = nets.DCGANDiscriminator(ndf=8, nc=3).eval()
+    with torch.no_grad():
+        torch.onnx.export(G, (torch.randn(2, 32, 1, 1),), str(tmp_path / "g.onnx"), input_names=["z"],
+                          output_names=["x"], dynamic_axes={"z": {0: "b"}, "x": {0: "b"}}, dynamo=False)
+        torch.onnx.export(D, (torch.randn(2, 3, 64, 64),), str(tmp_path / "d.onnx"), input_names=["img"],
+                          output_names=["p"], dynamic_axes={"img": {0: "b"}, "p": {0: "b"}}, dynamo=False)
+    out = tmp_path / "gd"
+    assert run_cli("wrap", tmp_path / "g.onnx", "--discriminator", tmp_path / "d.onnx", "--z-dim", "32",
+                   "--out", out) == 0
+    imgs = Generator(out, device="cpu").sample(seeds=range(3)).images
+    with torch.no_grad():
+        ref = D(torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 127.5 - 1).numpy()
+    assert np.abs(Discriminator(out, device="cpu").logits(imgs) - ref).max() < 1e-4
+    assert run_cli("wrap", tmp_path / "g.onnx", "--discriminator", tmp_path / "g.onnx", "--z-dim", "32",
+                   "--out", tmp_path / "bad") == 2
