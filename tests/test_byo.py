@@ -132,6 +132,7 @@ def test_style_based_generator_truncates_in_w(tmp_path) -> None:
     assert rep["generator_max_abs_diff"] < 1e-4
     g = Generator(out, device="cpu")
     assert g.info.truncation == "w" and g.info.format_version == 2
+    assert np.allclose(g.info.architecture["w_avg"], G.w_avg.numpy(), atol=1e-6)
     _same_bytes_at_batch_1_and_7(out, psi=0.7)
     # psi = 0: every seed gives the w-average image.
     avg = g.sample(seeds=range(6), psi=0).images
@@ -160,6 +161,14 @@ def test_wrap_foreign_onnx(tmp_path) -> None:
     expect = np.clip(np.floor(ref * 127.5 + 128), 0, 255).astype(np.uint8).transpose(0, 2, 3, 1)
     assert np.abs(imgs.astype(int) - expect.astype(int)).max() <= 1
     assert run_cli("generate", "--seeds", "0-3", "--model", out, "--outdir", tmp_path / "o", "-q") == 0
+    node = shutil.which("node")
+    if node and (ROOT / "examples" / "node_modules" / "onnxruntime-node").is_dir():
+        r = subprocess.run([node, "node/generate.mjs", str(out / "generator.onnx"), "--seeds", "0-6", "--json",
+                            str(tmp_path / "n.json")], cwd=ROOT / "examples", capture_output=True, text=True,
+                           timeout=120)
+        assert r.returncode == 0, r.stderr
+        pix = np.asarray(json.loads((tmp_path / "n.json").read_text())["pixels"], dtype=np.uint8)
+        assert np.abs(pix.reshape(imgs.shape).astype(int) - imgs.astype(int)).max() <= 1
     from gansample import ui
     models = ui.Models([str(out)], "cpu")
     name = next(n for n, spec in models.paths.items() if spec == str(out))

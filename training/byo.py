@@ -353,7 +353,9 @@ def export_generator(G: nn.Module, out: str | Path, *, z_dim: int | None = None,
                         provenance="torch-module", truncation=truncation,
                         architecture={"module": f"{type(G).__module__}.{type(G).__qualname__}", "source": source,
                                       "latent_shape": list(shape), "conditioning": conditioning or "",
-                                      "output_range": list(rng), "layout": layout, "noise": "frozen"})
+                                      "output_range": list(rng), "layout": layout, "noise": "frozen",
+                                      **({"w_avg": [round(float(v), 7) for v in w_tensor.flatten()]}
+                                         if w_tensor is not None else {})})
     info.validate("G")
     d_adapter = (DiscriminatorAdapter(discriminator.eval(), num_classes, conditioning, rng, layout).eval()
                  if discriminator is not None else None)
