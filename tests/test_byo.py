@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 from conftest import run_cli
-from gansample import GansampleError, Generator, interpolate
+from gansample import Generator, interpolate
 
 ROOT = Path(__file__).resolve().parent.parent
 NETS = Path(__file__).resolve().parent / "byo_nets.py"
@@ -76,17 +76,24 @@ def test_dcgan_through_the_cli(dcgan_cli_model, tmp_path, capsys) -> None:
     _same_bytes_at_batch_1_and_7(dcgan_cli_model)
 
 
-def test_dcgan_node_example_reproduces(dcgan_cli_model, tmp_path) -> None:
+def _node_pixels(model_file: Path, seeds: str, tmp_path: Path) -> np.ndarray | None:
+    """The Node embedding example's pixels for ``seeds`` (None where node or its npm
+    packages are not installed)."""
     node = shutil.which("node")
     if not node or not (ROOT / "examples" / "node_modules" / "onnxruntime-node").is_dir():
+        return None
+    r = subprocess.run([node, "node/generate.mjs", str(model_file), "--seeds", seeds, "--json",
+                        str(tmp_path / "n.json")], cwd=ROOT / "examples", capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    return np.asarray(json.loads((tmp_path / "n.json").read_text())["pixels"], dtype=np.uint8)
+
+
+def test_dcgan_node_example_reproduces(dcgan_cli_model, tmp_path) -> None:
+    pix = _node_pixels(dcgan_cli_model / "generator.onnx", "0-3", tmp_path)
+    if pix is None:
         pytest.skip("node or the examples' npm packages are not installed")
-    out = subprocess.run([node, "node/generate.mjs", str(dcgan_cli_model / "generator.onnx"), "--seeds", "0-3",
-                          "--json", str(tmp_path / "r.json")], cwd=ROOT / "examples", capture_output=True,
-                         text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    res = json.loads((tmp_path / "r.json").read_text())
     ours = Generator(dcgan_cli_model, device="cpu", variant="fp32").sample(seeds=range(4)).images
-    theirs = np.asarray(res["pixels"], dtype=np.uint8).reshape(ours.shape)
+    theirs = pix.reshape(ours.shape)
     assert np.abs(theirs.astype(int) - ours.astype(int)).max() <= 1
 
 
@@ -161,13 +168,8 @@ def test_wrap_foreign_onnx(tmp_path) -> None:
     expect = np.clip(np.floor(ref * 127.5 + 128), 0, 255).astype(np.uint8).transpose(0, 2, 3, 1)
     assert np.abs(imgs.astype(int) - expect.astype(int)).max() <= 1
     assert run_cli("generate", "--seeds", "0-3", "--model", out, "--outdir", tmp_path / "o", "-q") == 0
-    node = shutil.which("node")
-    if node and (ROOT / "examples" / "node_modules" / "onnxruntime-node").is_dir():
-        r = subprocess.run([node, "node/generate.mjs", str(out / "generator.onnx"), "--seeds", "0-6", "--json",
-                            str(tmp_path / "n.json")], cwd=ROOT / "examples", capture_output=True, text=True,
-                           timeout=120)
-        assert r.returncode == 0, r.stderr
-        pix = np.asarray(json.loads((tmp_path / "n.json").read_text())["pixels"], dtype=np.uint8)
+    pix = _node_pixels(out / "generator.onnx", "0-6", tmp_path)
+    if pix is not None:
         assert np.abs(pix.reshape(imgs.shape).astype(int) - imgs.astype(int)).max() <= 1
     from gansample import ui
     models = ui.Models([str(out)], "cpu")
@@ -295,13 +297,8 @@ def test_embedding_examples_run_a_w_truncated_model(tmp_path) -> None:
     assert py.returncode == 0, py.stderr
     got = np.stack([np.asarray(Image.open(tmp_path / "py" / f"seed{s:04d}.png")) for s in range(3)])
     assert np.array_equal(got, ours)
-    node = shutil.which("node")
-    if node and (ROOT / "examples" / "node_modules" / "onnxruntime-node").is_dir():
-        r = subprocess.run([node, "node/generate.mjs", str(out / "generator.onnx"), "--seeds", "0-2", "--json",
-                            str(tmp_path / "n.json")], cwd=ROOT / "examples", capture_output=True, text=True,
-                           timeout=120)
-        assert r.returncode == 0, r.stderr
-        pix = np.asarray(json.loads((tmp_path / "n.json").read_text())["pixels"], dtype=np.uint8)
+    pix = _node_pixels(out / "generator.onnx", "0-2", tmp_path)
+    if pix is not None:
         assert np.abs(pix.reshape(ours.shape).astype(int) - ours.astype(int)).max() <= 1
 
 
