@@ -130,12 +130,20 @@ def test_unit_range_nhwc_generator(tmp_path) -> None:
     assert interpolate(Generator(out, device="cpu"), "1,2", steps=3).frames.shape == (4, 16, 16, 3)
 
 
-def test_style_based_generator_truncates_in_w(tmp_path) -> None:
+@pytest.fixture(scope="module")
+def style_model(tmp_path_factory) -> tuple[nets.StyleGenerator, Path, dict]:
+    """A style-based generator (mapping, modulated convs grouped by batch, per-layer noise,
+    w average) exported once for the tests that use it (its export takes the longest)."""
     from gansample.training import byo
     torch.manual_seed(3)
     G = nets.StyleGenerator(z_dim=32, w_dim=32, width=16)
-    out = tmp_path / "style"
+    out = tmp_path_factory.mktemp("style") / "style"
     rep = byo.export_generator(G, out, z_dim=32, truncation="w", fp16=False)
+    return G, out, rep
+
+
+def test_style_based_generator_truncates_in_w(style_model) -> None:
+    G, out, rep = style_model
     assert rep["generator_max_abs_diff"] < 1e-4
     g = Generator(out, device="cpu")
     assert g.info.truncation == "w" and g.info.format_version == 2
@@ -284,12 +292,9 @@ def test_dcgan_with_its_discriminator_scores_and_filters(tmp_path) -> None:
     assert len(list((tmp_path / "o").glob("seed*.png"))) == 4
 
 
-def test_embedding_examples_run_a_w_truncated_model(tmp_path) -> None:
+def test_embedding_examples_run_a_w_truncated_model(style_model, tmp_path) -> None:
     """The numpy-only and Node examples feed psi to a generator that truncates in W."""
-    from gansample.training import export_generator
-    torch.manual_seed(8)
-    out = tmp_path / "style"
-    export_generator(nets.StyleGenerator(z_dim=16, w_dim=16, width=8), out, z_dim=16, truncation="w", fp16=False)
+    out = style_model[1]
     ours = Generator(out, device="cpu", variant="fp32").sample(seeds=range(3)).images
     py = subprocess.run([sys.executable, str(ROOT / "examples" / "python" / "generate.py"),
                          str(out / "generator.onnx"), "--seeds", "0-2", "--outdir", str(tmp_path / "py")],

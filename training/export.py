@@ -136,6 +136,9 @@ def _to_onnx(module: nn.Module, args: tuple[torch.Tensor, ...], names: list[str]
     dyn = tuple({0: batch} for _ in names)
     # The exporter is chatty (progress lines, warnings about optional torchvision ops).
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+    # torch.export logs the exceptions of tracing attempts it recovers from as ERROR lines.
+    for name in ("torch._subclasses.fake_tensor", "torch.export", "torch._dynamo", "torch.fx.experimental"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
     with warnings.catch_warnings(), redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
         program = torch.onnx.export(module, args, None, input_names=names, output_names=[output],
