@@ -21,7 +21,8 @@ FLAGS = {
     "model": "--model", "device": "--device", "threads": "--threads", "walks": "--grid", "steps": "--steps",
     "method": "--method", "out": "--out", "outdir": "--outdir", "filter": "--filter", "format": "--format",
     "fps": "--fps", "scale": "--scale", "dataset": "--dataset", "features": "--features", "data": "--data",
-    "workers": "--workers", "paths": "PATH", "checkpoint": "CHECKPOINT", "labels": "--class",
+    "workers": "--workers", "shard_size": "--shard-size", "engine": "--engine", "address": "--address",
+    "gpus_per_worker": "--gpus-per-worker", "paths": "PATH", "checkpoint": "CHECKPOINT", "labels": "--class",
     "module": "--module", "weights": "--weights", "weights_key": "--weights-key", "arg": "--arg",
     "z_dim": "--z-dim", "latent_shape": "--latent-shape", "output_range": "--range", "layout": "--layout",
     "class_names": "--classes", "conditioning": "--conditioning", "truncation": "--truncation",
@@ -106,14 +107,21 @@ def _add_generate(sub: Any) -> None:
     src.add_argument("--seeds", default=None, help="seed list: 0-63, 1,5,9 or 0-9,100")
     _add_sampling_args(p, "class index or name (conditional models; none: each seed's own)")
     p.add_argument("--batch-size", type=_int_in("batch-size", 1, 65_536), default=64, help="images per batch")
-    p.add_argument("--format", choices=("png", "npz", "grid"), default="png",
-                   help="png: one file per seed + grid.png; npz: one images.npz; grid: grid.png only")
+    p.add_argument("--format", choices=("png", "npz", "grid", "webdataset", "parquet"), default="png",
+                   help="png: one file per seed + grid.png; npz: one images.npz; grid: grid.png only; "
+                        "webdataset / parquet: shards + index.json (the 'shards' extra)")
+    p.add_argument("--shard-size", type=_int_in("shard-size", 1, 10_000_000), default=10_000,
+                   help="samples per shard (webdataset, parquet)")
     p.add_argument("--outdir", default=None, help="output folder (default: out/MODEL)")
     p.add_argument("--skip-existing", action="store_true", help="skip seeds whose PNG already exists")
     p.add_argument("--filter", default=None, metavar="top:F|drs[:P]",
                    help="discriminator-guided: keep the best fraction F, or rejection-sample (DRS)")
-    p.add_argument("--workers", type=_int_in("workers", 1, 256), default=None,
-                   help="PNG writer threads (none: one per core)")
+    p.add_argument("--workers", type=_int_in("workers", 1, 4096), default=None,
+                   help="PNG writer threads; with --engine ray, sampling actors (none: one per core)")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="ray: sample on Ray Data (the 'ray' extra; webdataset or parquet shards)")
+    p.add_argument("--address", default=None, help="Ray cluster: auto or HOST:PORT (none: a local Ray instance)")
+    p.add_argument("--gpus-per-worker", type=float, default=0.0, help="GPUs per Ray actor")
     _add_quiet(p)
     p.add_argument("-v", "--verbose", action="store_true", help="print the execution provider and timings")
     _add_device_args(p)

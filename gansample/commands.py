@@ -49,10 +49,13 @@ def generate(a: argparse.Namespace) -> int:
         seeds, scores = _filtered_seeds(a, g, seeds, psi, outdir)
     _verbose_device(g, a.verbose)
     with tqdm(total=len(seeds), unit="img", disable=a.quiet or len(seeds) < 512, file=sys.stderr) as bar:
-        rep = write_samples(g, seeds, outdir, a.format, psi, a.cls, a.skip_existing and a.format == "png",
-                            scores, a.workers, progress=bar.update)
+        rep = write_samples(g, seeds, outdir, a.format, psi, a.cls, a.skip_existing and a.format != "npz",
+                            scores, a.workers, progress=bar.update, shard_size=a.shard_size,
+                            command=["gansample", *sys.argv[1:]], engine=a.engine, address=a.address,
+                            gpus_per_worker=a.gpus_per_worker)
     if not a.quiet:
-        what = {"png": f"{rep.written} PNGs + grid.png", "npz": "images.npz", "grid": "grid.png"}[a.format]
+        what = {"png": f"{rep.written} PNGs + grid.png", "npz": "images.npz", "grid": "grid.png"}.get(
+            a.format, f"{a.format} shards + index.json")
         print(f"wrote {what} to {outdir}" + (f" (skipped {rep.skipped} existing)" if rep.skipped else "")
               + (f" in {time.perf_counter() - t0:.2f}s on {g.provider}" if a.verbose else ""))
     return 0

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import GansampleError, bad_value
-from .output import atomic_write
+from .files import atomic_write
 
 ENV_DATA_DIR = "GANSAMPLE_DATA"
 

@@ -10,13 +10,9 @@ which the next run in that folder removes.
 from __future__ import annotations
 
 import csv
-import errno
 import io
-import itertools
 import os
-import re
 import shutil
-import tempfile
 import zipfile
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -26,172 +22,20 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from .errors import GansampleError, WriteError
+from .errors import GansampleError
+from .files import (  # noqa: F401  (re-exported: the writers' public home stays gansample.output)
+    _TMP_SUFFIX, _tmp_path, _write_all, atomic_write, clean_stale_temps, ensure_outdir, seed_filename, temp_dir,
+    write_error)
 from .images import encode_png, make_grid
 from .latents import chunks
 
 if TYPE_CHECKING:
     from .generator import Generator
 
-FORMATS = ("png", "npz", "grid")
+FORMATS = ("png", "npz", "grid", "webdataset", "parquet")
 GRID_MAX = 256  # grid.png shows at most this many images (the first seeds of the run)
 MANIFEST = "manifest.csv"
 MANIFEST_FIELDS = ["seed", "class", "class_name", "psi", "file"]
-_TMP_SUFFIX = ".gansample-tmp"
-_TMP_NAME = re.compile(r"^\..*\.(\d+)-([0-9a-f]{8})\d+" + re.escape(_TMP_SUFFIX) + "$")
-_counter = itertools.count()
-# Temporary names carry the writer's pid and a token of this process: a later process
-# that got the same pid (pid 1 in every container run) still sees them as stale.
-_TOKEN = os.urandom(4).hex()
-
-
-def seed_filename(seed: int) -> str:
-    """The file name of a seed's image: ``seed0042.png`` (StyleGAN's)."""
-    return f"seed{seed:04d}.png"
-
-
-# --- atomic files -----------------------------------------------------------------------
-def _tmp_path(path: Path) -> Path:
-    # The process id in the name tells a later run whether the writer is still alive.
-    # The final name is cut (in bytes) so that the temporary name fits where the final one does.
-    stem = path.name.encode("utf-8")[:80].decode("utf-8", "ignore")
-    return path.with_name(f".{stem}.{_tmp_tag()}{_TMP_SUFFIX}")
-
-
-def _tmp_tag() -> str:
-    return f"{os.getpid()}-{_TOKEN}{next(_counter)}"
-
-
-def _write_all(fd: int, data: bytes | memoryview) -> None:
-    """os.write until every byte is written: a short write is continued, a write that
-    makes no progress is a full disk."""
-    view = memoryview(data)
-    while len(view):
-        n = os.write(fd, view)
-        if n <= 0:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        view = view[n:]
-
-
-def write_error(path: str | os.PathLike[str], e: OSError) -> WriteError:
-    return WriteError(f"cannot write {os.fspath(path)}: {e.strerror or e}")
-
-
-def atomic_write(path: str | os.PathLike[str], content: bytes | Callable[[Path], None],
-                 fsync: bool = False) -> Path:
-    """Write ``content`` (bytes, or a function that writes a given temporary path) to
-    ``path`` atomically. Every write is checked; on any failure the temporary file is
-    removed, nothing appears under ``path``, and OS errors become one-line WriteErrors
-    naming the path. ``fsync`` also makes the data durable before the rename."""
-    path = Path(path)
-    tmp = _tmp_path(path)
-    try:
-        if isinstance(content, (bytes, bytearray, memoryview)):
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies
-            try:
-                _write_all(fd, content)
-                if os.fstat(fd).st_size != len(content):
-                    raise OSError(errno.EIO, f"wrote {os.fstat(fd).st_size} of {len(content)} bytes")
-                if fsync:
-                    os.fsync(fd)
-            finally:
-                os.close(fd)
-        else:
-            content(tmp)
-            if fsync:
-                fd = os.open(tmp, os.O_RDONLY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-        os.replace(tmp, path)
-        if fsync:
-            _fsync_dir(path.parent)
-    except BaseException as e:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(e, OSError):
-            raise write_error(path, e) from None
-        raise
-    return path
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _writer_alive(pid: int, token: str) -> bool:
-    if pid == os.getpid():
-        return token == _TOKEN  # same pid, other token: a dead process whose pid was reused
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def clean_stale_temps(folder: str | os.PathLike[str]) -> int:
-    """Remove temporary files that killed runs left in ``folder`` (their writer process
-    is gone); returns how many were removed."""
-    removed = 0
-    try:
-        entries = list(os.scandir(folder))
-    except OSError:
-        return 0
-    for entry in entries:
-        m = _TMP_NAME.match(entry.name)
-        if m and not _writer_alive(int(m.group(1)), m.group(2)):
-            try:
-                if entry.is_dir(follow_symlinks=False):
-                    shutil.rmtree(entry.path)
-                else:
-                    os.unlink(entry.path)
-                removed += 1
-            except OSError:
-                pass
-    return removed
-
-
-def ensure_outdir(path: str | os.PathLike[str], arg: str = "outdir") -> Path:
-    """Create the folder (and parents), check it is writable and clear temporary files
-    left by killed runs; or raise an error naming ``arg``."""
-    out = Path(path)
-    try:
-        if out.exists() and not out.is_dir():
-            raise GansampleError(f"{arg}: got {str(path)!r}; it is an existing file, expected a folder", arg)
-        out.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=out, prefix=".probe-")
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as e:
-        raise GansampleError(f"{arg}: got {str(path)!r}; the folder cannot be written ({e.strerror or e})",
-                             arg) from None
-    clean_stale_temps(out)
-    return out
-
-
-def temp_dir(parent: str | os.PathLike[str], label: str) -> Path:
-    """A temporary folder in ``parent`` that a later run there removes if this process
-    dies before removing it itself."""
-    try:
-        return Path(tempfile.mkdtemp(dir=parent, prefix=f".{label}.", suffix=f".{_tmp_tag()}{_TMP_SUFFIX}"))
-    except OSError as e:
-        raise write_error(parent, e) from None
-
-
 def save_png(image: np.ndarray, path: str | os.PathLike[str], compress_level: int = 1) -> None:
     """Write one uint8 [H, W, C] image as PNG, atomically."""
     atomic_write(path, encode_png(image, compress_level))
@@ -357,7 +201,7 @@ def check_space(outdir: Path, n: int, format: str, image_bytes: int, z_dim: int)
     """Refuse a run that cannot fit on the disk before it starts. The estimate is a low
     one (PNG at half the raw size, no file-system overhead), so only runs that are sure
     to fail are refused; a disk that fills up anyway ends the run cleanly."""
-    per = {"png": image_bytes // 2 + 60, "npz": 2 * (image_bytes + 4 * z_dim + 16), "grid": 0}[format]
+    per = {"npz": 2 * (image_bytes + 4 * z_dim + 16), "grid": 0}.get(format, image_bytes // 2 + 60)
     need = n * per
     try:
         free = shutil.disk_usage(outdir).free
@@ -422,7 +266,9 @@ class _NpzSpill:
 def write_samples(g: "Generator", seeds: Sequence[int], outdir: str | os.PathLike[str], format: str = "png",
                   psi: float = 1.0, cls: int | str | None = None, skip_existing: bool = False,
                   scores: dict[int, float] | None = None, workers: int | None = None,
-                  progress: Callable[[int], None] | None = None) -> WriteReport:
+                  progress: Callable[[int], None] | None = None, shard_size: int = 10_000,
+                  command: Sequence[str] | None = None, engine: str = "local", address: str | None = None,
+                  gpus_per_worker: float = 0.0) -> WriteReport:
     """Sample ``seeds`` with ``g`` and write them to ``outdir``:
 
     - ``png``: ``seedNNNN.png`` per seed, ``grid.png`` (the first 256 seeds) and ``manifest.csv``;
@@ -432,7 +278,17 @@ def write_samples(g: "Generator", seeds: Sequence[int], outdir: str | os.PathLik
     Everything is streamed batch by batch, so memory is flat in the number of seeds.
     ``skip_existing`` (png) leaves seeds whose file exists alone; the grid still shows the
     run's first seeds. ``scores`` (seed -> D score) adds a ``d_score`` column.
-    ``progress(k)`` is called after every batch with the number of seeds it covered."""
+    ``progress(k)`` is called after every batch with the number of seeds it covered.
+
+    ``webdataset`` / ``parquet``: shards of ``shard_size`` samples and ``index.json``
+    (gansample.shards; ``skip_existing`` keeps complete shards).
+
+    ``engine="ray"`` samples shards on Ray Data (``address``: None for a local instance,
+    "auto" or HOST:PORT for a cluster; ``workers`` actors, ``gpus_per_worker``)."""
+    if engine not in ("local", "ray"):
+        raise GansampleError(f"engine: got {engine!r}; local or ray", "engine")
+    if engine == "ray" and format not in ("webdataset", "parquet"):
+        raise GansampleError(f"format: got {format!r}; the ray engine writes webdataset or parquet shards", "format")
     if format not in FORMATS:
         raise GansampleError(f"format: got {format!r}; valid: {', '.join(FORMATS)}", "format")
     psi = g.check_psi(psi)
@@ -440,6 +296,17 @@ def write_samples(g: "Generator", seeds: Sequence[int], outdir: str | os.PathLik
     out = ensure_outdir(outdir)
     n = len(seeds)
     check_space(out, n, format, g.info.img_resolution ** 2 * g.info.img_channels, g.info.z_dim)
+    if format in ("webdataset", "parquet"):
+        from .errors import check_count
+        from .shards import INDEX, write_shards
+        size = check_count("shard_size", shard_size, 1, 10_000_000)
+        runner = None
+        if engine == "ray":
+            from .distributed import RayRunner
+            runner = RayRunner(g, seeds, psi, cls, workers, gpus_per_worker, address)
+        write_shards(g, seeds, out, format, psi, cls, skip_existing, scores, size,
+                     None if engine == "ray" else workers, progress, command, runner)
+        return WriteReport(out, format, written=n, files=[out / INDEX])
     names = g.class_names if g.info.conditional else []
     fields = MANIFEST_FIELDS + (["d_score"] if scores is not None else [])
     report = WriteReport(out, format)

@@ -19,8 +19,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from . import metadata as md
-from .errors import GansampleError, bad_value
-from .output import atomic_write, ensure_outdir
+from .errors import bad_value
+from .files import atomic_write, ensure_outdir
 
 _FLOAT = {1, 10, 11, 16}  # FLOAT, FLOAT16, DOUBLE, BFLOAT16
 _INT = {2, 3, 4, 5, 6, 7, 12, 13}

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from gansample.errors import GansampleError, bad_value
-from gansample.output import atomic_write
+from gansample.files import atomic_write
 
 from .models import SUPPORTED_RESOLUTIONS, Discriminator, Generator
 

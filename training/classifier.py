@@ -23,7 +23,7 @@ from torch import nn
 
 from gansample import datasets
 from gansample import metadata as md
-from gansample.output import atomic_write
+from gansample.files import atomic_write
 
 FEATURE_DIM = 128
 

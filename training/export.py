@@ -33,7 +33,7 @@ from torch.nn.utils import parametrize
 from gansample import metadata as md
 from gansample.errors import GansampleError, bad_value
 from gansample.registry import DISCRIMINATOR_FILE, GENERATOR_FILES
-from gansample.output import atomic_write, ensure_outdir, temp_dir, write_error
+from gansample.files import atomic_write, ensure_outdir, temp_dir, write_error
 
 from . import checkpoint as ckpt
 from .fastgraph import PhaseGenerator
