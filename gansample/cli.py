@@ -32,7 +32,7 @@ FLAGS = {
 COMMAND_FLAGS = {
     "evaluate": {"n": "--n", "model": "MODEL"},
     "info": {"model": "MODEL"},
-    "train": {"resume": "--resume", "steps": "--steps", "data": "--data", "data_dir": "--data-dir",
+    "train": {"nproc": "--nproc", "resume": "--resume", "steps": "--steps", "data": "--data", "data_dir": "--data-dir",
               "conditional": "--conditional", "resolution": "--resolution", "recipe": "--recipe", "seed": "--seed"},
 }
 
@@ -246,6 +246,8 @@ def _add_train(sub: Any) -> None:
     p.add_argument("--device", default=None, help="auto, cpu or cuda (none: auto)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override any other config field (repeatable)")
+    p.add_argument("--nproc", type=_int_in("nproc", 1, 1024), default=1,
+                   help="processes on this machine (DistributedDataParallel through torchrun)")
     _add_quiet(p)
 
 
@@ -307,6 +309,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = argparse.Namespace(command="app", args=argv[1:])
     else:
         args = build_parser().parse_args(argv)
+    args.argv = argv  # as typed, for commands that start themselves again (train --nproc)
     _configure_logging(getattr(args, "quiet", False))
     names = {**FLAGS, **COMMAND_FLAGS.get(args.command, {})}
     if args.command == "train":  # every other config field is set with --set KEY=VALUE

@@ -8,6 +8,7 @@ import argparse
 import csv
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -310,6 +311,8 @@ def train(a: argparse.Namespace) -> int:
         from .training.train import img_per_s, train as run_training
     except ModuleNotFoundError as e:
         raise _install_hint("train", e.name or "torch") from None
+    if a.nproc > 1 and "RANK" not in os.environ:
+        return _torchrun(a)
     if a.resume and (a.data or a.resolution or a.conditional or a.recipe):
         raise GansampleError("--resume: continues a run with its own config; only --steps may be "
                              "given with it (not --data, --resolution, --conditional or --recipe)")
@@ -330,5 +333,33 @@ def train(a: argparse.Namespace) -> int:
     cfg = apply_overrides(cfg, a.overrides)
     run = run_training(cfg, a.outdir, resume=a.resume, progress=not a.quiet, steps=a.steps,
                        given=named + (["device"] if a.device else []))
-    print(f"run folder: {run}  ({img_per_s(run):.1f} img/s)")
+    if os.environ.get("RANK", "0") == "0":
+        print(f"run folder: {run}  ({img_per_s(run):.1f} img/s)")
     return 0
+
+
+def _torchrun(a: argparse.Namespace) -> int:
+    """``train --nproc N``: the same command under torchrun, N processes on this machine
+    (one per GPU on CUDA, gloo processes on the CPU)."""
+    import subprocess
+
+    import torch
+    from .errors import bad_value
+    cuda = a.device in (None, "auto", "cuda") and torch.cuda.is_available()
+    have = torch.cuda.device_count() if cuda else (os.cpu_count() or 1)
+    if a.nproc > have:
+        raise bad_value("nproc", a.nproc, f"at most {have}: the {'GPUs' if cuda else 'CPU cores'} on this machine")
+    rest: list[str] = []
+    skip = False
+    for item in a.argv[1:]:
+        if skip:
+            skip = False
+            continue
+        if item == "--nproc":
+            skip = True
+            continue
+        if not item.startswith("--nproc="):
+            rest.append(item)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={a.nproc}",
+           "-m", "gansample.training", *rest]
+    return subprocess.run(cmd).returncode

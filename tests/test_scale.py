@@ -135,3 +135,32 @@ def test_ray_engine_bad_input(ray_available, tmp_path) -> None:
     r = _cli("generate", "-n", "10", "--outdir", tmp_path / "o2", "-q", "--engine", "ray", "--format", "parquet",
              env={"PYTHONPATH": str(fake)})
     assert r.returncode == 2 and "pip install 'gansample[ray]'" in r.stderr, r.stderr
+
+
+def test_torchrun_two_processes_train_in_step(image_folder, tmp_path) -> None:
+    """torchrun --nproc_per_node=2 (gloo on the CPU): the ranks end with equal parameters,
+    rank 0 alone writes one run folder, and its checkpoint resumes in one process and exports."""
+    import torch
+    runs = tmp_path / "runs"
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                        str(Path(__file__).parent / "ddp_worker.py"), str(image_folder), str(runs)],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    ranks = [torch.load(runs / f"rank{i}.pt", weights_only=True) for i in (0, 1)]
+    for net in ("G", "D", "G_ema"):
+        params = [k for k in ranks[0][net] if "running_" not in k and "num_batches" not in k]
+        assert params and all(torch.equal(ranks[0][net][k], ranks[1][net][k]) for k in params), net
+    folders = [p for p in runs.iterdir() if p.is_dir()]
+    assert len(folders) == 1 and (folders[0] / "checkpoint-00000020.pt").exists()
+    from conftest import run_cli
+    assert run_cli("train", "--resume", folders[0], "--steps", "22", "-q") == 0
+    assert (folders[0] / "checkpoint-00000022.pt").exists()
+    assert run_cli("export", folders[0], "--out", tmp_path / "m", "--no-fp16") == 0
+    assert (tmp_path / "m" / "generator.onnx").exists()
+
+
+def test_train_nproc_beyond_the_machine_is_refused(image_folder, tmp_path, capsys) -> None:
+    from conftest import run_cli
+    assert run_cli("train", "--data", image_folder, "--nproc", "64", "--outdir", tmp_path, "--device", "cpu") == 2
+    err = capsys.readouterr().err
+    assert "--nproc: got 64; at most" in err and "CPU cores" in err

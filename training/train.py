@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
 import json
 import logging
 import re
@@ -21,6 +22,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 from tqdm import tqdm
 
 from gansample.errors import GansampleError, bad_value
@@ -117,12 +119,33 @@ def g_loss(cfg: TrainConfig, fake: torch.Tensor) -> torch.Tensor:
     return -fake.mean() if cfg.loss == "hinge" else F.softplus(-fake).mean()
 
 
+def dist_rank_world() -> tuple[int, int]:
+    """(rank, world size) when torchrun started this process group, else (0, 1)."""
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def init_distributed() -> bool:
+    """Join torchrun's process group (gloo on the CPU, NCCL on CUDA) when RANK and
+    WORLD_SIZE say there is one; the same script runs single-process without them."""
+    import torch.distributed as dist
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
+        return False
+    cuda = torch.cuda.is_available()
+    if cuda:
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    dist.init_process_group("nccl" if cuda else "gloo")
+    return True
+
+
 def pick_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise bad_value("device", name, "CUDA is not available to torch on this machine; use cpu or auto")
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
+    return torch.device("cuda", torch.cuda.current_device()) if name == "cuda" else torch.device(name)
 
 
 def new_run_dir(outdir: Path, data: ImageData, cfg: TrainConfig) -> Path:
@@ -164,6 +187,20 @@ class Trainer:
         self.G = Generator(**self.g_args).to(self.device)
         self.D = Discriminator(**self.d_args).to(self.device)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
+        # Under torchrun: DDP for G and D (BatchNorm buffers stay per rank: no broadcast,
+        # and SyncBatchNorm does not run on the CPU); G_ema follows G's synchronised
+        # parameters, so it is the same on every rank. self.G/self.D stay the plain modules.
+        self.rank, self.world = dist_rank_world()
+        self.master = self.rank == 0
+        if self.world > 1 and cfg.batch_size % self.world:
+            raise bad_value("batch_size", cfg.batch_size, f"a multiple of the {self.world} processes")
+        self.Gt: nn.Module = self.G
+        self.Dt: nn.Module = self.D
+        if self.world > 1:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.Gt = DDP(self.G, device_ids=ids, broadcast_buffers=False)
+            self.Dt = DDP(self.D, device_ids=ids, broadcast_buffers=False)
         betas = (cfg.beta1, cfg.beta2)
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.lr_g, betas=betas)
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr_d, betas=betas)
@@ -177,6 +214,8 @@ class Trainer:
                 first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
                 raise GansampleError(f"resume: {state.get('path', 'checkpoint')} does not fit the models "
                                      f"its config describes ({first})", "resume") from None
+        if self.world > 1:  # each rank draws its own latents (the models were initialised alike)
+            torch.manual_seed(cfg.seed * 7919 + 104729 * self.step + self.rank + 1)
         self.images = torch.from_numpy(np.array(data.images))  # uint8, CPU; batches move to device
         self.labels = torch.from_numpy(data.labels) if data.labels is not None else None
         self.schedule = BatchSchedule(len(data.images), cfg.batch_size, cfg.seed)
@@ -227,6 +266,9 @@ class Trainer:
     # --- one step --------------------------------------------------------------------
     def _batch(self, step: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         idx = self.schedule.indices(self.step if step is None else step)
+        if self.world > 1:  # this rank's slice of the global batch: together, a single run's batch
+            b = len(idx) // self.world
+            idx = idx[self.rank * b:(self.rank + 1) * b]
         x = self.images[idx].to(self.device, non_blocking=True).float().div_(127.5).sub_(1.0)
         y = self.labels[idx].to(self.device) if self.labels is not None else None
         return x, y
@@ -235,7 +277,7 @@ class Trainer:
         return diff_augment(x, self.cfg.augment) if self.cfg.augment else x
 
     def train_step(self) -> dict[str, float]:
-        cfg, B = self.cfg, self.cfg.batch_size
+        cfg, B = self.cfg, self.cfg.batch_size // self.world
         real, y = self._batch()
         ncls = self.g_args["num_classes"]
         amp = torch.autocast("cuda", dtype=torch.bfloat16) if self.use_amp else nullcontext()
@@ -244,9 +286,9 @@ class Trainer:
         y_fake = torch.randint(0, ncls, (B,), device=self.device) if ncls else None
         with amp:
             with torch.no_grad():
-                fake = self.G(z, y_fake)
-            d_real = self.D(self._aug(real), y).float()
-            d_fake = self.D(self._aug(fake), y_fake).float()
+                fake = self.Gt(z, y_fake)
+            d_real = self.Dt(self._aug(real), y).float()
+            d_fake = self.Dt(self._aug(fake), y_fake).float()
             loss_d = d_loss(cfg, d_real, d_fake)
         self.opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
@@ -254,7 +296,7 @@ class Trainer:
         if cfg.r1_gamma > 0 and self.step % cfg.r1_every == 0:
             # Lazy R1: gamma/2 * ||grad_x D(x)||^2 on real images, scaled by the interval.
             real_r = real.detach().requires_grad_(True)
-            (grad,) = torch.autograd.grad(self.D(real_r, y).sum(), real_r, create_graph=True)
+            (grad,) = torch.autograd.grad(self.Dt(real_r, y).sum(), real_r, create_graph=True)
             penalty = grad.square().sum(dim=[1, 2, 3]).mean()
             (penalty * cfg.r1_gamma / 2 * cfg.r1_every).backward()
             r1 = float(penalty.detach())
@@ -265,8 +307,8 @@ class Trainer:
         if y_fake is not None and cfg.ms_weight > 0:
             y_fake[B // 2: 2 * (B // 2)] = y_fake[: B // 2]  # pairs with the same class
         with amp:
-            fake = self.G(z, y_fake)
-            loss_g = g_loss(cfg, self.D(self._aug(fake), y_fake).float())
+            fake = self.Gt(z, y_fake)
+            loss_g = g_loss(cfg, self.Dt(self._aug(fake), y_fake).float())
             if cfg.ms_weight > 0:
                 # Mode seeking: two latents of one class must give different images;
                 # penalise 1 / (image distance / latent distance).
@@ -283,7 +325,7 @@ class Trainer:
 
     def finetune_d_step(self) -> dict[str, float]:
         """D alone, logistic loss, G frozen: real vs G's samples and negative images."""
-        cfg, B = self.cfg, self.cfg.batch_size
+        cfg, B = self.cfg, self.cfg.batch_size // self.world
         real, y = self._batch(self.step + self.d_step)
         ncls = self.g_args["num_classes"]
         z = torch.randn(B, cfg.z_dim, device=self.device)
@@ -295,8 +337,8 @@ class Trainer:
         if kinds:
             fakes.append(negatives(real, kinds))
             fake_y.append(torch.randint(0, ncls, (B,), device=self.device) if ncls else None)
-        d_real = self.D(real, y)
-        d_fake = torch.cat([self.D(f, fy) for f, fy in zip(fakes, fake_y)])
+        d_real = self.Dt(real, y)
+        d_fake = torch.cat([self.Dt(f, fy) for f, fy in zip(fakes, fake_y)])
         loss = F.softplus(-d_real).mean() + F.softplus(d_fake).mean()
         self.opt_d.zero_grad(set_to_none=True)
         loss.backward()
@@ -342,12 +384,13 @@ class Trainer:
     def _run(self, progress: bool) -> Path:
         cfg = self.cfg
         log_path = self.run_dir / "metrics.jsonl"
-        if self.step == 0:
+        if self.step == 0 and self.master:
             self.sample_grid()
-        bar = tqdm(total=cfg.steps, initial=self.step, disable=not progress, unit="step",
+        # Only rank 0 writes: checkpoints, sample grids, metrics and the progress bar.
+        bar = tqdm(total=cfg.steps, initial=self.step, disable=not (progress and self.master), unit="step",
                    dynamic_ncols=True, desc=self.run_dir.name)
         t_last, step_last = time.perf_counter(), self.step
-        with open(log_path, "a", encoding="utf-8") as log:
+        with (open(log_path, "a", encoding="utf-8") if self.master else open(os.devnull, "w")) as log:
             while self.step < cfg.steps:
                 stats = self.train_step()
                 now = time.perf_counter()
@@ -361,6 +404,8 @@ class Trainer:
                     bar.set_postfix(D=f"{stats['loss_d']:.3f}", G=f"{stats['loss_g']:.3f}",
                                     img_s=f"{ips:.0f}")
                 bar.update(1)
+                if not self.master:
+                    continue
                 if self.step % cfg.sample_every == 0 or self.step == cfg.steps:
                     self.sample_grid()
                 if cfg.eval_every and self.evaluate and (self.step % cfg.eval_every == 0 or self.step == cfg.steps):
@@ -409,7 +454,20 @@ def train(cfg: TrainConfig, outdir: str | Path = "runs", resume: str | None = No
           progress: bool = True, steps: int | None = None, given: Iterable[str] = ()) -> Path:
     """Train from scratch, or continue the run/checkpoint ``resume`` (to ``steps`` total).
     When resuming, the schedule fields named in ``given`` (set explicitly by the caller)
-    and those that differ from the defaults replace the saved ones."""
+    and those that differ from the defaults replace the saved ones. Under torchrun
+    (RANK/WORLD_SIZE set) every process runs this; rank 0 alone writes."""
+    joined = init_distributed()
+    try:
+        return _train(cfg, outdir, resume, progress, steps, given)
+    finally:
+        if joined:
+            import torch.distributed as dist
+            dist.destroy_process_group()
+
+
+def _train(cfg: TrainConfig, outdir: str | Path, resume: str | None, progress: bool, steps: int | None,
+           given: Iterable[str]) -> Path:
+    rank, world = dist_rank_world()
     state = None
     if resume:
         state = ckpt.load(resume, "resume")
@@ -428,9 +486,19 @@ def train(cfg: TrainConfig, outdir: str | Path = "runs", resume: str | None = No
     data = load_dataset(cfg.data, cfg.resolution, cfg.channels, cfg.conditional, cfg.data_dir, cfg.download)
     if data.skipped:
         log.warning("skipped %d unreadable image file(s) in %s", data.skipped, cfg.data)
+    if world > 1 and cfg.d_finetune_steps:
+        raise bad_value("d_finetune_steps", cfg.d_finetune_steps, "0 under torchrun (fine-tune D by resuming the "
+                        "checkpoint in one process)")
     if state is None:
-        run_dir = new_run_dir(Path(outdir), data, cfg)
-        atomic_write(run_dir / "config.json", (json.dumps(json.loads(cfg.to_json()), indent=2) + "\n").encode())
+        made = [""]
+        if rank == 0:
+            run_dir = new_run_dir(Path(outdir), data, cfg)
+            atomic_write(run_dir / "config.json", (json.dumps(json.loads(cfg.to_json()), indent=2) + "\n").encode())
+            made = [str(run_dir)]
+        if world > 1:  # one run folder: rank 0's
+            import torch.distributed as dist
+            dist.broadcast_object_list(made, src=0)
+        run_dir = Path(made[0])
     trainer = Trainer(cfg, data, run_dir, state)
     if cfg.eval_every:
         from .evaluate_hook import make_evaluator
@@ -438,7 +506,11 @@ def train(cfg: TrainConfig, outdir: str | Path = "runs", resume: str | None = No
     if state is not None and trainer.step >= cfg.steps and trainer.d_step >= cfg.d_finetune_steps:
         raise bad_value("steps", cfg.steps, f"must be larger than the checkpoint's step ({trainer.step}) "
                         "to continue (or raise --set d_finetune_steps)")
-    return trainer.run(progress=progress)
+    out = trainer.run(progress=progress)
+    if world > 1:
+        import torch.distributed as dist
+        dist.barrier()  # every rank finished before rank 0's checkpoint is read
+    return out
 
 
 def _jsonl_rows(path: Path) -> list[dict[str, Any]]:
