@@ -7,14 +7,16 @@ temporary name and renamed when complete, a killed run leaves only complete shar
 rerun with ``skip_existing`` writes only the missing ones and ends with the same dataset,
 byte for byte (fixed tar times, deterministic PNG encoding). ``index.json`` lists the
 shards with their counts, the model's identity and the command. Needs the ``shards``
-extra (webdataset, pyarrow).
+extra (pyarrow) for Parquet; tar shards need nothing beyond the standard library.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
+import tarfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Generator as Gen, Iterable, Iterator, Sequence
@@ -40,7 +42,9 @@ def shard_name(k: int, format: str) -> str:
 
 def require(format: str) -> None:
     """The packages a shard format needs, or an install hint naming --format."""
-    mod = {"webdataset": "webdataset", "parquet": "pyarrow"}[format]
+    if format == "webdataset":
+        return  # plain tar: the standard library writes it
+    mod = "pyarrow"
     try:
         __import__(mod)
     except ModuleNotFoundError:
@@ -68,8 +72,10 @@ class ShardWriter:
         try:
             self.file = open(self.tmp, "wb")
             if format == "webdataset":
-                import webdataset as wds
-                self.tar = wds.TarWriter(self.file, mtime=TAR_MTIME, user="gansample", group="gansample")
+                # The WebDataset layout is plain tar (members KEY.EXT, grouped by key): written
+                # with the standard library's tarfile, because importing the webdataset
+                # package imports torch, which the runtime never does.
+                self.tar = tarfile.open(fileobj=self.file, mode="w", format=tarfile.USTAR_FORMAT)
             else:
                 import pyarrow as pa
                 import pyarrow.parquet as pq
@@ -94,11 +100,15 @@ class ShardWriter:
                                             "class_name": names[i], "psi": psi}
                     if scores is not None:
                         meta["d_score"] = float(scores[i])
-                    sample: dict[str, Any] = {"__key__": Path(seed_filename(int(s))).stem, "png": pngs[i],
-                                              "json": json.dumps(meta, ensure_ascii=False).encode("utf-8")}
+                    members = {"png": pngs[i], "json": json.dumps(meta, ensure_ascii=False).encode("utf-8")}
                     if labels is not None:
-                        sample["cls"] = str(int(labels[i])).encode()
-                    self.tar.write(sample)
+                        members["cls"] = str(int(labels[i])).encode()
+                    key = Path(seed_filename(int(s))).stem
+                    for ext in sorted(members):
+                        info = tarfile.TarInfo(f"{key}.{ext}")
+                        info.size, info.mtime, info.mode = len(members[ext]), TAR_MTIME, 0o444
+                        info.uname = info.gname = "gansample"
+                        self.tar.addfile(info, io.BytesIO(members[ext]))
             else:
                 import pyarrow as pa
                 cols: dict[str, Any] = {

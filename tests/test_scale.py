@@ -164,3 +164,14 @@ def test_train_nproc_beyond_the_machine_is_refused(image_folder, tmp_path, capsy
     assert run_cli("train", "--data", image_folder, "--nproc", "64", "--outdir", tmp_path, "--device", "cpu") == 2
     err = capsys.readouterr().err
     assert "--nproc: got 64; at most" in err and "CPU cores" in err
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "webdataset"])
+def test_shard_output_imports_no_torch(tmp_path, fmt) -> None:
+    """The runtime never imports torch: not even to write shards (the webdataset package
+    would: tar shards are written with the standard library)."""
+    code = ("import sys; from gansample.cli import main; "
+            f"rc = main(['generate', '-n', '8', '--format', '{fmt}', '--outdir', {str(tmp_path)!r}, '-q']); "
+            "print(rc, sorted(m for m in ('torch', 'gradio') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip().splitlines()[-1] == "0 []", out.stdout + out.stderr
