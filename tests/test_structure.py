@@ -12,7 +12,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 # Modules above the runtime: they may import it, never the reverse.
-UPPER = {"gansample.cli", "gansample.commands", "gansample.ui", "gansample.__main__"}
+# (The __main__ modules are entry points: `python -m gansample`, and torchrun's
+# `-m gansample.training`, which is `gansample train`.)
+UPPER = {"gansample.cli", "gansample.commands", "gansample.ui", "gansample.__main__", "gansample.training.__main__"}
 FORBIDDEN_IN_RUNTIME = ("torch", "gradio", "gansample.training", "gansample.ui", "gansample.cli",
                         "gansample.commands", "app")
 
@@ -74,7 +76,7 @@ def test_runtime_never_imports_trainer_ui_torch_or_gradio() -> None:
 
 def test_trainer_never_imports_the_cli_or_ui() -> None:
     files = _module_files()
-    bad = [f"{m} imports {i}" for m, p in files.items() if m.startswith("gansample.training")
+    bad = [f"{m} imports {i}" for m, p in files.items() if m.startswith("gansample.training") and m not in UPPER
            for i in _imports(m, p) if i.split(".")[:2] in (["gansample", "cli"], ["gansample", "commands"],
                                                             ["gansample", "ui"], ["gradio"])]
     assert not bad, bad
