@@ -42,7 +42,7 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if "default" in text or action.default is argparse.SUPPRESS or not action.option_strings:
+        if "default" in text or "(none:" in text or action.default is argparse.SUPPRESS or not action.option_strings:
             return text
         if action.default is None:
             return text + " (default: none)"
@@ -113,7 +113,7 @@ def _add_generate(sub: Any) -> None:
     p.add_argument("--shard-size", type=_int_in("shard-size", 1, 10_000_000), default=10_000,
                    help="samples per shard (webdataset, parquet)")
     p.add_argument("--outdir", default=None, help="output folder (default: out/MODEL)")
-    p.add_argument("--skip-existing", action="store_true", help="skip seeds whose PNG already exists")
+    p.add_argument("--skip-existing", action="store_true", help="skip seeds whose PNG (or shard) already exists")
     p.add_argument("--filter", default=None, metavar="top:F|drs[:P]",
                    help="discriminator-guided: keep the best fraction F, or rejection-sample (DRS)")
     p.add_argument("--workers", type=_int_in("workers", 1, 4096), default=None,
