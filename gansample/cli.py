@@ -178,6 +178,12 @@ def _add_app(sub: Any) -> None:
     p.add_argument("args", nargs=argparse.REMAINDER, help="options of the demo (--host, --port, --model ...)")
 
 
+def _add_model_folder(p: argparse.ArgumentParser) -> None:
+    """Where an exported or wrapped model goes, and its name."""
+    p.add_argument("--out", required=True, help="output folder, e.g. exported/NAME/ (required)")
+    p.add_argument("--name", default=None, help="model name in the metadata (none: the folder name)")
+
+
 def _add_contract_args(p: argparse.ArgumentParser) -> None:
     """What a model from elsewhere must declare (export --module, wrap)."""
     p.add_argument("--z-dim", type=_int_in("z-dim", 1, 1 << 20), default=None, help="latent size")
@@ -195,8 +201,7 @@ def _add_export(sub: Any) -> None:
                             "trainer's), or --module FILE.py:NAME with --weights (any nn.Module).")
     p.add_argument("checkpoint", nargs="?", default=None,
                    help="checkpoint file or run folder (its latest checkpoint)")
-    p.add_argument("--out", required=True, help="output folder, e.g. exported/NAME/ (required)")
-    p.add_argument("--name", default=None, help="model name in the metadata (none: the folder name)")
+    _add_model_folder(p)
     p.add_argument("--no-fp16", action="store_true", help="skip the fp16 GPU variant")
     p.add_argument("--module", default=None, metavar="FILE.py:NAME",
                    help="a generator class or factory in a Python file")
@@ -216,8 +221,7 @@ def _add_wrap(sub: Any) -> None:
                 description="Check FOREIGN.onnx against what you declare, write the contract into a "
                             "model folder, add the uint8 variant, and run a smoke sample.")
     p.add_argument("onnx_file", metavar="FOREIGN.onnx", help="an ONNX generator")
-    p.add_argument("--out", required=True, help="output folder, e.g. exported/NAME/ (required)")
-    p.add_argument("--name", default=None, help="model name in the metadata (none: the folder name)")
+    _add_model_folder(p)
     p.add_argument("--output", dest="output_name", default=None,
                    help="which graph output is the image (when there are several)")
     p.add_argument("--resolution", type=_int_in("resolution", 1, 4096), default=None,

@@ -17,7 +17,7 @@ import io
 import json
 import os
 import tarfile
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Generator as Gen, Iterable, Iterator, Sequence
 
@@ -222,7 +222,15 @@ def write_shards(g: "Generator", seeds: Sequence[int], outdir: Path, format: str
     stream = _split(iter((runner or local_runner(g, seeds, psi, cls))(plan(n, shard_size, g.batch_size, complete))))
     next(stream)  # primed: each send(k) returns the next at most k samples
     entries = []
-    with ThreadPoolExecutor(workers or os.cpu_count() or 2) as pool:
+
+    def encode_and_add(w: ShardWriter, s_part: list[int], data: Any, labels: "np.ndarray | None") -> None:
+        pngs = (list(pool.map(encode_png, data)) if isinstance(data, np.ndarray) and data.ndim == 4 else list(data))
+        cls_names = [names[int(v)] for v in labels] if labels is not None and names else [""] * len(s_part)
+        w.add(pngs, s_part, labels, cls_names, psi, [scores[s] for s in s_part] if scores is not None else None)
+
+    # Encoding and writing a batch (one writer thread, PNGs on the pool) overlap the
+    # sampling of the next: at most one batch is in flight, so memory stays flat.
+    with ThreadPoolExecutor(workers or os.cpu_count() or 2) as pool, ThreadPoolExecutor(1) as writer:
         for k in range(n_shards):
             lo, hi = k * shard_size, min(n, (k + 1) * shard_size)
             path = outdir / shard_name(k, format)
@@ -231,18 +239,26 @@ def write_shards(g: "Generator", seeds: Sequence[int], outdir: Path, format: str
             if k in complete:
                 continue
             w = ShardWriter(path, format, scores is not None)
+            pending: Future[None] | None = None
+            taken = 0
             try:
-                while w.count < hi - lo:
-                    s_part, data, labels = stream.send(hi - lo - w.count)
-                    pngs = (list(pool.map(encode_png, data)) if isinstance(data, np.ndarray) and data.ndim == 4
-                            else list(data))
-                    cls_names = [names[int(v)] for v in labels] if labels is not None and names else [""] * len(s_part)
-                    sc = [scores[s] for s in s_part] if scores is not None else None
-                    w.add(pngs, s_part, labels, cls_names, psi, sc)
+                while taken < hi - lo:
+                    s_part, data, labels = stream.send(hi - lo - taken)
+                    taken += len(s_part)
+                    if pending is not None:
+                        pending.result()
+                    pending = writer.submit(encode_and_add, w, s_part, data, labels)
                     if progress is not None:
                         progress(len(s_part))
+                if pending is not None:
+                    pending.result()
                 w.close()
             except BaseException:
+                if pending is not None and not pending.cancel():
+                    try:
+                        pending.result()  # let a running write finish before its file goes
+                    except BaseException:
+                        pass
                 w.abort()
                 raise
     index = {"format": format, "shards": entries, "count": n, "shard_size": shard_size, "psi": psi,
