@@ -27,6 +27,16 @@ import byo_nets as nets  # noqa: E402
 pytestmark = pytest.mark.filterwarnings("ignore")
 
 
+def _plain_export(module: torch.nn.Module, example: torch.Tensor, path: Path, inputs: list[str],
+                  outputs: list[str]) -> Path:
+    """An ONNX file as other projects write it: plain torch.onnx.export (TorchScript),
+    names of their own, a dynamic batch on every input and output."""
+    with torch.no_grad():
+        torch.onnx.export(module, (example,), str(path), input_names=inputs, output_names=outputs,
+                          dynamic_axes={n: {0: "b"} for n in inputs + outputs}, dynamo=False)
+    return path
+
+
 def _same_bytes_at_batch_1_and_7(folder: Path, psi: float = 1.0) -> np.ndarray:
     g = Generator(folder, device="cpu", batch_size=7)
     batched = g.sample(seeds=range(7), psi=psi).images
@@ -161,10 +171,7 @@ def test_style_based_generator_truncates_in_w(style_model) -> None:
 def test_wrap_foreign_onnx(tmp_path) -> None:
     torch.manual_seed(4)
     G = nets.make_small_dcgan(nz=32, ngf=8).eval()
-    foreign = tmp_path / "foreign.onnx"
-    with torch.no_grad():
-        torch.onnx.export(G, (torch.randn(2, 32, 1, 1),), str(foreign), input_names=["noise"], output_names=["img"],
-                          dynamic_axes={"noise": {0: "b"}, "img": {0: "b"}}, dynamo=False)
+    foreign = _plain_export(G, torch.randn(2, 32, 1, 1), tmp_path / "foreign.onnx", ["noise"], ["img"])
     out = tmp_path / "wrapped"
     assert run_cli("wrap", foreign, "--out", out, "--z-dim", "32", "--range", "-1,1", "--layout", "NCHW") == 0
     g = Generator(out, device="cpu")
@@ -195,10 +202,7 @@ def test_wrap_foreign_onnx(tmp_path) -> None:
 def test_wrap_refuses_wrong_declarations(tmp_path, capsys, args, needle) -> None:
     torch.manual_seed(5)
     G = nets.make_small_dcgan(nz=32, ngf=8).eval()
-    foreign = tmp_path / "f.onnx"
-    with torch.no_grad():
-        torch.onnx.export(G, (torch.randn(2, 32, 1, 1),), str(foreign), input_names=["z"], output_names=["img"],
-                          dynamic_axes={"z": {0: "b"}, "img": {0: "b"}}, dynamo=False)
+    foreign = _plain_export(G, torch.randn(2, 32, 1, 1), tmp_path / "f.onnx", ["z"], ["img"])
     assert run_cli("wrap", foreign, "--out", tmp_path / "m", *args) == 2
     err = capsys.readouterr().err
     assert needle in err and "Traceback" not in err
@@ -209,9 +213,7 @@ def test_wrap_range_mismatch_is_seen(tmp_path, capsys) -> None:
     class Bytes(torch.nn.Module):  # outputs 0..255, declared as -1..1
         def forward(self, z: torch.Tensor) -> torch.Tensor:
             return (torch.sigmoid(z[:, :3, None, None].expand(-1, 3, 8, 8)) * 255)
-    foreign = tmp_path / "b.onnx"
-    torch.onnx.export(Bytes(), (torch.randn(2, 8),), str(foreign), input_names=["z"], output_names=["img"],
-                      dynamic_axes={"z": {0: "b"}, "img": {0: "b"}}, dynamo=False)
+    foreign = _plain_export(Bytes(), torch.randn(2, 8), tmp_path / "b.onnx", ["z"], ["img"])
     assert run_cli("wrap", foreign, "--out", tmp_path / "m", "--z-dim", "8") == 2
     assert "the range of the graph's output" in capsys.readouterr().err
 
@@ -264,9 +266,7 @@ def test_wrap_several_outputs_need_a_choice(tmp_path, capsys) -> None:
         def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             img = torch.tanh(z[:, :3, None, None].expand(-1, 3, 8, 8))
             return img, img.mean(dim=(1, 2, 3))
-    foreign = tmp_path / "two.onnx"
-    torch.onnx.export(Two(), (torch.randn(2, 8),), str(foreign), input_names=["z"], output_names=["img", "score"],
-                      dynamic_axes={"z": {0: "b"}, "img": {0: "b"}, "score": {0: "b"}}, dynamo=False)
+    foreign = _plain_export(Two(), torch.randn(2, 8), tmp_path / "two.onnx", ["z"], ["img", "score"])
     assert run_cli("wrap", foreign, "--out", tmp_path / "m", "--z-dim", "8") == 2
     assert "--output: got None; one of the graph's outputs ['img', 'score']" in capsys.readouterr().err
     assert run_cli("wrap", foreign, "--out", tmp_path / "m", "--z-dim", "8", "--output", "img") == 0
@@ -312,11 +312,8 @@ def test_wrap_with_a_foreign_discriminator(tmp_path) -> None:
     torch.manual_seed(9)
     G = nets.make_small_dcgan(nz=32, ngf=8).eval()
     D = nets.DCGANDiscriminator(ndf=8, nc=3).eval()
-    with torch.no_grad():
-        torch.onnx.export(G, (torch.randn(2, 32, 1, 1),), str(tmp_path / "g.onnx"), input_names=["z"],
-                          output_names=["x"], dynamic_axes={"z": {0: "b"}, "x": {0: "b"}}, dynamo=False)
-        torch.onnx.export(D, (torch.randn(2, 3, 64, 64),), str(tmp_path / "d.onnx"), input_names=["img"],
-                          output_names=["p"], dynamic_axes={"img": {0: "b"}, "p": {0: "b"}}, dynamo=False)
+    _plain_export(G, torch.randn(2, 32, 1, 1), tmp_path / "g.onnx", ["z"], ["x"])
+    _plain_export(D, torch.randn(2, 3, 64, 64), tmp_path / "d.onnx", ["img"], ["p"])
     out = tmp_path / "gd"
     assert run_cli("wrap", tmp_path / "g.onnx", "--discriminator", tmp_path / "d.onnx", "--z-dim", "32",
                    "--out", out) == 0
