@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
 
-from .errors import GansampleError, bad_value, check_count
+from .errors import GansampleError, bad_value, check_count, first_line
 
 if TYPE_CHECKING:
     from .generator import Generator
@@ -66,7 +66,7 @@ def connect(address: str | None, timeout: float = 10.0) -> None:
         else:
             ray.init(address=address, **kw)
     except ConnectionError as e:
-        raise bad_value("address", address, f"a running Ray cluster ({str(e).splitlines()[0][:160]})") from None
+        raise bad_value("address", address, f"a running Ray cluster ({first_line(e, 160)})") from None
 
 
 class RayRunner:

@@ -36,6 +36,14 @@ class WriteError(GansampleError):
     exit_code = 1
 
 
+def first_line(e: BaseException, limit: int = 200, default: str | None = None) -> str:
+    """An exception's first line of text, cut to ``limit`` characters, for one-line
+    messages that quote a library's error (``default``, else the type's name, when it
+    has no text)."""
+    text = str(e).strip()
+    return text.splitlines()[0][:limit] if text else (type(e).__name__ if default is None else default)
+
+
 def bad_value(name: str, value: Any, valid: str) -> GansampleError:
     """Build the standard message: ``n: got 0; expected an integer >= 1``."""
     shown = value if not isinstance(value, str) or len(value) <= 200 else value[:200] + "..."

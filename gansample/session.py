@@ -20,7 +20,7 @@ import numpy as np  # noqa: E402
 import onnxruntime as ort  # noqa: E402
 from onnxruntime.capi import onnxruntime_pybind11_state as _ortstate  # noqa: E402
 
-from .errors import GansampleError, bad_value  # noqa: E402
+from .errors import GansampleError, bad_value, first_line  # noqa: E402
 from .metadata import FLOAT_NCHW, UINT8_NHWC, ModelInfo  # noqa: E402
 
 try:  # also when the embedding program imported onnxruntime before gansample
@@ -119,7 +119,7 @@ class Session:
             self.sess = ort.InferenceSession(str(self.path), sess_options=session_options(threads, spinning),
                                              providers=self.device.providers)
         except Exception as e:  # onnxruntime raises its own exception types for bad files
-            msg = str(e).splitlines()[0][:300] if str(e) else type(e).__name__
+            msg = first_line(e, 300)
             raise GansampleError(f"model: {self.path} is not a valid ONNX model ({msg})", "model") from None
         self.info = ModelInfo.from_props(self.sess.get_modelmeta().custom_metadata_map, str(self.path))
         self.provider = self.sess.get_providers()[0]
@@ -142,7 +142,7 @@ class Session:
         try:
             return self._run(feeds)
         except _ORT_ERRORS as e:
-            msg = str(e).splitlines()[0][:300] if str(e) else type(e).__name__
+            msg = first_line(e, 300)
             raise GansampleError(f"model: onnxruntime could not run {self.path.name} ({msg})", "model") from None
 
     def _run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
@@ -223,7 +223,7 @@ def check_contract(s: Session) -> None:
     try:
         y = s.sess.run([s.output_name], probe)[0]
     except Exception as e:  # onnxruntime's own exception types
-        msg = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+        msg = first_line(e)
         raise fail(f"a probe run with the metadata's sizes (z_dim {info.z_dim}, {k} classes, "
                    f"{r}x{r}x{c}) failed: {msg}") from None
     if info.role == "discriminator":

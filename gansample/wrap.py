@@ -19,7 +19,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from . import metadata as md
-from .errors import bad_value
+from .errors import bad_value, first_line
 from .files import atomic_write, ensure_outdir
 
 _FLOAT = {1, 10, 11, 16}  # FLOAT, FLOAT16, DOUBLE, BFLOAT16
@@ -42,8 +42,7 @@ def wrap_onnx(path: str | os.PathLike[str], out: str | os.PathLike[str], *, z_di
     try:
         model = onnx.load(str(src))
     except Exception as e:  # onnx raises protobuf's and its own error types for unreadable files
-        raise bad_value("onnx_file", str(path), f"a readable ONNX file ({str(e).splitlines()[0][:160] if str(e) else e})") \
-            from None
+        raise bad_value("onnx_file", str(path), f"a readable ONNX file ({first_line(e, 160, '')})") from None
     if tuple(output_range) not in ((-1.0, 1.0), (0.0, 1.0)):
         raise bad_value("output_range", ",".join(f"{v:g}" for v in output_range), "-1,1 or 0,1")
     if layout not in ("NCHW", "NHWC"):
@@ -175,8 +174,7 @@ def _wrap_discriminator(path: str | os.PathLike[str], info: md.ModelInfo, output
     try:
         m = onnx.load(str(path))
     except Exception as e:  # protobuf's and onnx's own error types
-        raise bad_value("discriminator", str(path), f"a readable ONNX file ({str(e).splitlines()[0][:160] if str(e) else e})") \
-            from None
+        raise bad_value("discriminator", str(path), f"a readable ONNX file ({first_line(e, 160, '')})") from None
     g = m.graph
     inits = {i.name for i in g.initializer}
     inputs = [i for i in g.input if i.name not in inits]
@@ -230,7 +228,7 @@ def _wrap_discriminator(path: str | os.PathLike[str], info: md.ModelInfo, output
             feeds["label"] = np.zeros(2, np.int64)
         y = sess.run(["logits"], feeds)[0]
     except Exception as e:  # onnxruntime's own exception types
-        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        first = first_line(e)
         raise bad_value("discriminator", str(path), f"a discriminator that takes the generator's "
                         f"{info.img_resolution}x{info.img_resolution}x{info.img_channels} images ({first})") from None
     if y.shape != (2,):
@@ -258,7 +256,7 @@ def _smoke(model: Any, z_dim: int, num_classes: int) -> np.ndarray:
             feeds["label"] = np.arange(4, dtype=np.int64) % num_classes
         return np.asarray(sess.run(["images"], feeds)[0])
     except Exception as e:  # onnxruntime's own exception types
-        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        first = first_line(e)
         raise bad_value("z_dim", z_dim, f"a latent size the graph accepts: a smoke sample failed ({first})") from None
 
 

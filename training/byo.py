@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gansample import metadata as md
-from gansample.errors import GansampleError, bad_value
+from gansample.errors import GansampleError, bad_value, first_line
 
 from .export import _ort_run, _save, _simplify, _to_onnx, publish, quantize
 
@@ -234,7 +234,7 @@ def _export(module: nn.Module, args: tuple[torch.Tensor, ...], names: list[str],
     try:
         return _to_onnx(module, args, names, output), "dynamo"
     except Exception as e:  # the exporter raises many types; the fallback is tried for any
-        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        first = first_line(e)
         log.info("torch.onnx dynamo exporter failed (%s); trying the TorchScript exporter", first)
     import onnx
     buf = io.BytesIO()
@@ -244,7 +244,7 @@ def _export(module: nn.Module, args: tuple[torch.Tensor, ...], names: list[str],
             torch.onnx.export(module, args, buf, input_names=names,  # type: ignore[arg-type]
                               output_names=[output], dynamo=False, opset_version=18, dynamic_axes={n: {0: "batch"} for n in [*names, output]})
         except Exception as e:
-            first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+            first = first_line(e, 300)
             raise GansampleError(f"module: neither torch exporter can export this generator ({first})",
                                  "module") from None
     return onnx.shape_inference.infer_shapes(onnx.load_from_string(buf.getvalue())), "torchscript"
@@ -267,7 +267,7 @@ def find_latent_shape(G: nn.Module, z_dim: int, num_classes: int = 0, conditioni
                 return shape
             errors.append(f"{list(shape)}: output {getattr(out, 'shape', type(out).__name__)}")
         except Exception as e:  # the user's module raises what it raises
-            errors.append(f"{list(shape)}: {str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__}")
+            errors.append(f"{list(shape)}: {first_line(e, 120)}")
     raise GansampleError(f"z_dim: got {z_dim}; the generator takes neither [B, {z_dim}] nor [B, {z_dim}, 1, 1] "
                          f"latents and returns a 4-D image ({'; '.join(errors)}); give the shape with "
                          "latent_shape", "z_dim")
@@ -341,7 +341,7 @@ def export_generator(G: nn.Module, out: str | Path, *, z_dim: int | None = None,
         try:
             img = adapter(*probe[0])
         except Exception as e:
-            first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+            first = first_line(e)
             raise GansampleError(f"module: the generator fails on the contract's inputs ({first})", "module") from None
         if img.dim() != 4 or img.shape[1] not in (1, 3) or img.shape[2] != img.shape[3]:
             raise bad_value("layout", layout, f"a layout that makes G's output [B, C, H, H] with C 1 or 3; "
@@ -469,7 +469,7 @@ def load_module(spec: str, args: dict[str, Any] | None = None) -> nn.Module:
     try:
         loader_spec.loader.exec_module(module)
     except Exception as e:  # the user's file: SyntaxError, ImportError, anything it raises
-        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        first = first_line(e)
         raise bad_value("module", spec, f"a file that imports cleanly ({type(e).__name__}: {first})") from None
     target = getattr(module, attr, None)
     if target is None:
@@ -517,12 +517,12 @@ def load_weights(module: nn.Module, path: str | Path, key: str | None = None, ar
     except FileNotFoundError:
         raise bad_value(arg, str(path), "an existing weights file") from None
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0][:160] if str(e).strip() else ""
+        first = first_line(e, 160, "")
         raise GansampleError(f"{arg}: {path} holds pickled objects other than tensors, which are never "
                              f"loaded (it may carry code) ({first})", arg) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
         raise GansampleError(f"{arg}: {path} cannot be read as torch weights "
-                             f"({str(e).splitlines()[0][:160] if str(e) else type(e).__name__})", arg) from None
+                             f"({first_line(e, 160)})", arg) from None
     state = _find_state_dict(obj, key, path, arg)
     own = module.state_dict()
     missing = [k for k in own if k not in state]

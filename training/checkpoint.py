@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from gansample.errors import GansampleError, bad_value
+from gansample.errors import GansampleError, bad_value, first_line
 from gansample.files import atomic_write
 
 from .models import SUPPORTED_RESOLUTIONS, Discriminator, Generator
@@ -58,13 +58,13 @@ def load(path_str: str, arg: str = "checkpoint") -> dict[str, Any]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        first = first_line(e, 200, "")
         raise GansampleError(f"{arg}: {path} is not a safe gansample checkpoint: it contains "
                              f"pickled objects other than tensors, which are never loaded "
                              f"({first[:200]})", arg) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
         raise GansampleError(f"{arg}: {path} is corrupt or truncated and cannot be read "
-                             f"({str(e).splitlines()[0][:200] if str(e) else type(e).__name__})", arg) from None
+                             f"({first_line(e)})", arg) from None
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
         raise GansampleError(f"{arg}: {path} is a readable torch file but not a gansample "
                              "checkpoint (no 'format: gansample-checkpoint' entry)", arg)
@@ -114,7 +114,7 @@ def check_model_size(cls: type, args: dict[str, Any], source: str, arg: str | No
             model = cls(**args)
     except (TypeError, ValueError, RuntimeError) as e:
         raise GansampleError(f"{source}: {cls.__name__} cannot be built from {args} "
-                             f"({str(e).splitlines()[0][:200] if str(e) else type(e).__name__})", arg) from None
+                             f"({first_line(e)})", arg) from None
     n = sum(p.numel() for p in model.parameters()) + sum(b.numel() for b in model.buffers())
     if n > MAX_PARAMS:
         raise GansampleError(f"{source}: {cls.__name__} with {args} would have {n:,} parameters; "

@@ -31,7 +31,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from gansample import metadata as md
-from gansample.errors import GansampleError, bad_value
+from gansample.errors import GansampleError, bad_value, first_line
 from gansample.registry import DISCRIMINATOR_FILE, GENERATOR_FILES
 from gansample.files import atomic_write, ensure_outdir, temp_dir, write_error
 
@@ -198,7 +198,7 @@ def export_checkpoint(checkpoint: str, out: str | os.PathLike[str], name: str | 
         D.load_state_dict(state["D"])
     except (KeyError, RuntimeError, TypeError) as e:
         raise GansampleError(f"checkpoint: {checkpoint} does not hold a usable gansample G/D "
-                             f"({str(e).splitlines()[0][:200]})", "checkpoint") from None
+                             f"({first_line(e)})", "checkpoint") from None
     return publish(outdir, lambda stage: _export_models(G, D, state, stage, name or outdir.resolve().name, fp16,
                                                          parity_batch, metrics))
 

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from gansample.errors import GansampleError, bad_value
+from gansample.errors import GansampleError, bad_value, first_line
 from gansample.images import make_grid
 from gansample.output import atomic_write, clean_stale_temps, ensure_outdir, save_png, write_error
 from gansample.latents import labels_for_seeds, latents_for_seeds
@@ -211,7 +211,7 @@ class Trainer:
             try:
                 self._restore(state)
             except (KeyError, RuntimeError, ValueError, TypeError, IndexError) as e:
-                first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+                first = first_line(e)
                 raise GansampleError(f"resume: {state.get('path', 'checkpoint')} does not fit the models "
                                      f"its config describes ({first})", "resume") from None
         if self.world > 1:  # each rank draws its own latents (the models were initialised alike)
