@@ -48,10 +48,7 @@ def wrap_onnx(path: str | os.PathLike[str], out: str | os.PathLike[str], *, z_di
     if layout not in ("NCHW", "NHWC"):
         raise bad_value("layout", layout, "NCHW or NHWC")
     g = model.graph
-    inits = {i.name for i in g.initializer}
-    inputs = [i for i in g.input if i.name not in inits]
-    floats = [i for i in inputs if i.type.tensor_type.elem_type in _FLOAT]
-    ints = [i for i in inputs if i.type.tensor_type.elem_type in _INT]
+    inits, inputs, floats, ints = _graph_inputs(g)
     if len(floats) != 1 or len(floats) + len(ints) != len(inputs):
         raise bad_value("onnx_file", str(path), "a generator with one float latent input (and at most one "
                         f"integer label input); this graph takes {[i.name for i in inputs]}")
@@ -176,10 +173,7 @@ def _wrap_discriminator(path: str | os.PathLike[str], info: md.ModelInfo, output
     except Exception as e:  # protobuf's and onnx's own error types
         raise bad_value("discriminator", str(path), f"a readable ONNX file ({first_line(e, 160, '')})") from None
     g = m.graph
-    inits = {i.name for i in g.initializer}
-    inputs = [i for i in g.input if i.name not in inits]
-    floats = [i for i in inputs if i.type.tensor_type.elem_type in _FLOAT]
-    ints = [i for i in inputs if i.type.tensor_type.elem_type in _INT]
+    inits, inputs, floats, ints = _graph_inputs(g)
     if len(floats) != 1 or len(ints) > (1 if info.num_classes else 0) or len(floats) + len(ints) != len(inputs):
         raise bad_value("discriminator", str(path), "a discriminator with one float image input"
                         f"{' and one integer label input' if info.num_classes else ''}; this graph takes "
@@ -235,6 +229,15 @@ def _wrap_discriminator(path: str | os.PathLike[str], info: md.ModelInfo, output
         raise bad_value("discriminator", str(path), f"one score per image; it returns shape {list(y.shape)}")
     md.write(m, md.ModelInfo(**{**info.__dict__, "role": "discriminator"}))
     return m
+
+
+def _graph_inputs(graph: Any) -> tuple[set[str], list[Any], list[Any], list[Any]]:
+    """(initializer names, the real inputs, the float ones, the integer ones) of a graph;
+    older exporters list initializers among the inputs too."""
+    inits = {i.name for i in graph.initializer}
+    inputs = [i for i in graph.input if i.name not in inits]
+    return (inits, inputs, [i for i in inputs if i.type.tensor_type.elem_type in _FLOAT],
+            [i for i in inputs if i.type.tensor_type.elem_type in _INT])
 
 
 def _rename(graph: Any, old: str, new: str) -> None:
