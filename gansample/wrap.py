@@ -99,12 +99,6 @@ def wrap_onnx(path: str | os.PathLike[str], out: str | os.PathLike[str], *, z_di
                             "export the PyTorch module instead)")
         assert label is not None
         nodes.append(helper.make_node("Cast", ["label"], [lab_name], to=label.type.tensor_type.elem_type))
-    kept = [i for i in fg.input if i.name in inits]
-    del fg.input[:]
-    fg.input.extend(new_inputs + kept)
-    body = list(fg.node)
-    del fg.node[:]
-    fg.node.extend(nodes + body)
     x = out_name
     tail = [helper.make_node("Cast", [x], ["gs_img_f"], to=TensorProto.FLOAT)]
     x = "gs_img_f"
@@ -118,9 +112,8 @@ def wrap_onnx(path: str | os.PathLike[str], out: str | os.PathLike[str], *, z_di
                  helper.make_node("Sub", ["gs_img_x2", "gs_one"], ["gs_img_pm1"])]
         x = "gs_img_pm1"
     tail.append(helper.make_node("Identity", [x], ["images"]))
-    fg.node.extend(tail)
-    del fg.output[:]
-    fg.output.append(helper.make_tensor_value_info("images", TensorProto.FLOAT, ["batch", None, None, None]))
+    _frame(fg, inits, new_inputs, nodes, tail,
+           helper.make_tensor_value_info("images", TensorProto.FLOAT, ["batch", None, None, None]))
 
     # --- smoke sample: what was declared must be what the graph does --------------------------
     smoke = _smoke(m, z_dim, num_classes)
@@ -205,14 +198,7 @@ def _wrap_discriminator(path: str | os.PathLike[str], info: md.ModelInfo, output
     post = [helper.make_node("Cast", ["gs_foreign_score"], ["gs_s1"], to=TensorProto.FLOAT),
             helper.make_node("Reshape", ["gs_s1", "gs_rows"], ["gs_s2"]),
             helper.make_node("Gather", ["gs_s2", "gs_first"], ["logits"], axis=1)]
-    kept = [i for i in g.input if i.name in inits]
-    del g.input[:]
-    g.input.extend(new_inputs + kept)
-    body = list(g.node)
-    del g.node[:]
-    g.node.extend(pre + body + post)
-    del g.output[:]
-    g.output.append(helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch"]))
+    _frame(g, inits, new_inputs, pre, post, helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch"]))
     import onnxruntime as ort
     try:
         sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
@@ -238,6 +224,20 @@ def _graph_inputs(graph: Any) -> tuple[set[str], list[Any], list[Any], list[Any]
     inputs = [i for i in graph.input if i.name not in inits]
     return (inits, inputs, [i for i in inputs if i.type.tensor_type.elem_type in _FLOAT],
             [i for i in inputs if i.type.tensor_type.elem_type in _INT])
+
+
+def _frame(graph: Any, inits: set[str], new_inputs: list[Any], pre: list[Any], post: list[Any],
+           output: Any) -> None:
+    """Put ``pre`` before and ``post`` after the graph's nodes, and make ``new_inputs``
+    (plus the initializers listed as inputs) and ``output`` its interface."""
+    kept = [i for i in graph.input if i.name in inits]
+    del graph.input[:]
+    graph.input.extend(new_inputs + kept)
+    body = list(graph.node)
+    del graph.node[:]
+    graph.node.extend(pre + body + post)
+    del graph.output[:]
+    graph.output.append(output)
 
 
 def _rename(graph: Any, old: str, new: str) -> None:
