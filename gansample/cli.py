@@ -26,12 +26,15 @@ FLAGS = {
     "module": "--module", "weights": "--weights", "weights_key": "--weights-key", "arg": "--arg",
     "z_dim": "--z-dim", "latent_shape": "--latent-shape", "output_range": "--range", "layout": "--layout",
     "class_names": "--classes", "conditioning": "--conditioning", "truncation": "--truncation",
-    "onnx_file": "FOREIGN.onnx", "discriminator": "--discriminator", "output_name": "--output", "resolution": "--resolution", "num_classes": "--classes",
+    "onnx_file": "FOREIGN.onnx", "popsize": "--popsize", "feature_weight": "--feature-weight",
+    "d_weight": "--d-weight", "encoder": "--model", "direction": "--direction", "amount": "--amount",
+    "latents": "--latents", "images": "--images", "nearest": "--nearest", "k": "--k", "samples": "--samples", "discriminator": "--discriminator", "output_name": "--output", "resolution": "--resolution", "num_classes": "--classes",
 }
 # Where a command spells an argument differently.
 COMMAND_FLAGS = {
-    "evaluate": {"n": "--n", "model": "MODEL"},
+    "evaluate": {"n": "--n", "model": "MODEL", "nearest_out": "--nearest-out"},
     "info": {"model": "MODEL"},
+    "project": {"paths": "IMAGE", "out": "--out"},
     "train": {"nproc": "--nproc", "resume": "--resume", "steps": "--steps", "data": "--data", "data_dir": "--data-dir",
               "conditional": "--conditional", "resolution": "--resolution", "recipe": "--recipe", "seed": "--seed"},
 }
@@ -105,6 +108,8 @@ def _add_generate(sub: Any) -> None:
     src.add_argument("-n", type=_int_in("n", 1, MAX_GENERATE), default=None,
                      help="number of images, seeds 0..n-1 (none: 64, or the --seeds list)")
     src.add_argument("--seeds", default=None, help="seed list: 0-63, 1,5,9 or 0-9,100")
+    src.add_argument("--latents", nargs="+", default=None, metavar="FILE.npz",
+                     help="latent files (from `gansample project`, or .npy/.npz of [N, z_dim])")
     _add_sampling_args(p, "class index or name (conditional models; none: each seed's own)")
     p.add_argument("--batch-size", type=_int_in("batch-size", 1, 65_536), default=64, help="images per batch")
     p.add_argument("--format", choices=("png", "npz", "grid", "webdataset", "parquet"), default="png",
@@ -128,8 +133,11 @@ def _add_generate(sub: Any) -> None:
 
 
 def _add_interpolate(sub: Any) -> None:
-    p = _parser(sub, "interpolate", help="latent walk between seeds, as GIF, MP4 or PNG frames")
-    p.add_argument("--seeds", required=True, help="keyframe seeds, e.g. 3,17,42 (required)")
+    p = _parser(sub, "interpolate", help="latent walk between seeds or real images, as GIF, MP4 or PNG frames")
+    keys = p.add_mutually_exclusive_group(required=True)
+    keys.add_argument("--seeds", help="keyframe seeds, e.g. 3,17,42")
+    keys.add_argument("--images", nargs="+", metavar="IMAGE", help="keyframe images, projected first (see project)")
+    keys.add_argument("--latents", nargs="+", metavar="FILE.npz", help="keyframe latent files (from project)")
     p.add_argument("--steps", type=int, default=30, help="frames per transition")
     p.add_argument("--method", choices=("slerp", "lerp"), default="slerp", help="interpolation path")
     p.add_argument("--loop", action="store_true", help="return to the first keyframe")
@@ -169,6 +177,9 @@ def _add_evaluate(sub: Any) -> None:
     p.add_argument("--dataset", default=None, help="real data to compare with (none: the model's)")
     p.add_argument("--data-dir", default=None, help="where to look for the dataset")
     p.add_argument("--features", default=None, help="feature extractor .onnx (none: the bundled one)")
+    p.add_argument("--nearest", type=_int_in("nearest", 1, 256), default=None, metavar="K",
+                   help="memorisation check: grid of the K samples nearest to training images, beside them")
+    p.add_argument("--nearest-out", default="nearest.png", help="where --nearest writes its grid")
     p.add_argument("--format", choices=("text", "json"), default="text", help="output format")
     _add_device_args(p)
 
@@ -255,8 +266,60 @@ def _add_train(sub: Any) -> None:
     _add_quiet(p)
 
 
+def _add_project(sub: Any) -> None:
+    p = _parser(sub, "project", help="find the latent of real images (projection / inversion)",
+                description="For each image: NAME.npz (its latent, for generate --latents), "
+                            "NAME-reconstruction.png, NAME-side-by-side.png; summary.csv for the run. "
+                            "Starts from the model's encoder.onnx when it has one, then refines by CMA-ES.")
+    p.add_argument("paths", nargs="+", metavar="IMAGE", help="image files, folders or globs")
+    p.add_argument("--model", default=None, help="model name, folder or .onnx file (none: fashion-mnist)")
+    p.add_argument("--class", dest="cls", default=None, help="fix the class (none: the encoder's or the best)")
+    p.add_argument("--out", default="projected", help="output folder")
+    p.add_argument("--steps", type=int, default=40, help="CMA-ES generations per image")
+    p.add_argument("--popsize", type=int, default=32, help="candidates per generation (one generator batch)")
+    p.add_argument("--feature-weight", type=float, default=1.0, help="weight of the features-model term")
+    p.add_argument("--d-weight", type=float, default=0.0, help="weight of the discriminator's realism term")
+    p.add_argument("--features", default=None, help="features model .onnx (none: the bundled one for the dataset)")
+    p.add_argument("--no-encoder", action="store_true", help="ignore encoder.onnx: random starts only")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the search")
+    _add_quiet(p)
+    _add_device_args(p)
+
+
+def _add_edit(sub: Any) -> None:
+    p = _parser(sub, "edit", help="move seeds along a principal latent direction (writes strips)")
+    p.add_argument("--seeds", required=True, help="seeds, e.g. 5 or 0-7 (required)")
+    p.add_argument("--direction", type=_int_in("direction", 0, 63), default=0, help="direction index (0 = strongest)")
+    p.add_argument("--amount", default="-3:3:7", help="START:STOP:COUNT, a list -2,0,2 or one number (in sd of z)")
+    p.add_argument("--outdir", default=None, help="output folder (default: out/MODEL-edits)")
+    _add_sampling_args(p, "fix the class (none: each seed's own)")
+    _add_quiet(p)
+    _add_device_args(p)
+
+
+def _add_directions(sub: Any) -> None:
+    p = _parser(sub, "directions", help="compute a model's principal latent directions (needs onnx)")
+    p.add_argument("--model", default=None, help="model name, folder or .onnx file (none: fashion-mnist)")
+    p.add_argument("--k", type=_int_in("k", 1, 64), default=16, help="number of directions")
+    p.add_argument("--samples", type=_int_in("samples", 64, 200_000), default=8192, help="latents sampled for the PCA")
+    p.add_argument("--out", default=None, help="output .npz (none: directions.npz in the model folder)")
+    _add_quiet(p)
+    _add_device_args(p)
+
+
+def _add_train_encoder(sub: Any) -> None:
+    p = _parser(sub, "train-encoder", help="train an encoder (image -> z) for projection (needs 'train')",
+                description="Train on the generator's own samples and write encoder.onnx.")
+    p.add_argument("--model", default=None, help="model name, folder or .onnx file (none: fashion-mnist)")
+    p.add_argument("--steps", type=int, default=3000, help="training steps")
+    p.add_argument("--batch-size", type=int, default=128, help="samples per step")
+    p.add_argument("--out", default=None, help="output folder or .onnx file (none: the model folder)")
+    _add_quiet(p)
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="device for sampling")
+
+
 _COMMANDS = [_add_generate, _add_interpolate, _add_score, _add_info, _add_evaluate, _add_app, _add_export,
-             _add_wrap, _add_train]
+             _add_wrap, _add_train, _add_project, _add_edit, _add_directions, _add_train_encoder]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -289,14 +352,18 @@ def _configure_logging(quiet: bool) -> None:
     log.setLevel(logging.WARNING if quiet else logging.INFO)
 
 
+_NEGATIVE_VALUED = ("--range", "--amount")
+
+
 def _join_range(argv: list[str]) -> list[str]:
-    """``--range -1,1`` as ``--range=-1,1``: argparse would read -1,1 as an option."""
+    """``--range -1,1`` as ``--range=-1,1`` (and ``--amount -3:3:7``): argparse would read
+    a value that starts with '-' as an option."""
     out: list[str] = []
     it = iter(argv)
     for item in it:
-        if item == "--range":
+        if item in _NEGATIVE_VALUED:
             value = next(it, None)
-            out.append(item if value is None else f"--range={value}")
+            out.append(item if value is None else f"{item}={value}")
         else:
             out.append(item)
     return out
@@ -324,7 +391,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         previous = None
     try:
         from . import commands
-        run: Callable[[argparse.Namespace], int] = getattr(commands, args.command)
+        run: Callable[[argparse.Namespace], int] = getattr(commands, args.command.replace("-", "_"))
         return run(args)
     except GansampleError as e:
         print(f"gansample {args.command}: error: {e.renamed(names)}", file=sys.stderr)

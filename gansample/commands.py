@@ -41,6 +41,8 @@ def generate(a: argparse.Namespace) -> int:
     g = Generator(a.model, device=a.device, threads=a.threads, batch_size=a.batch_size,
                   spinning=a.format != "png")
     psi = g.check_psi(a.trunc)
+    if a.latents:
+        return _generate_latents(a, g, psi)
     seeds = g.seed_list(a.seeds, a.n if a.n is not None else (None if a.seeds is not None else 64),
                         limit=MAX_GENERATE)
     g.labels_for([0], a.cls)  # validates --class before any output
@@ -59,6 +61,50 @@ def generate(a: argparse.Namespace) -> int:
             a.format, f"{a.format} shards + index.json")
         print(f"wrote {what} to {outdir}" + (f" (skipped {rep.skipped} existing)" if rep.skipped else "")
               + (f" in {time.perf_counter() - t0:.2f}s on {g.provider}" if a.verbose else ""))
+    return 0
+
+
+def _generate_latents(a: argparse.Namespace, g: Any, psi: float) -> int:
+    """generate --latents FILE...: one PNG per latent (named after its file) + grid.png and
+    manifest.csv, from latent files written by `project` (or any .npz/.npy of latents)."""
+    import numpy as np
+
+    from .images import make_grid
+    from .output import ensure_outdir, save_png, write_csv
+    from .projection import load_latents
+
+    if a.format not in ("png", "grid"):
+        raise GansampleError(f"format: got {a.format!r}; with --latents: png or grid", "format")
+    if a.filter:
+        raise GansampleError(f"filter: got {a.filter!r}; --filter works on seeds, not with --latents", "filter")
+    names: list[str] = []
+    parts = []
+    for path in a.latents:
+        z, y = load_latents(path, g.info.z_dim)
+        parts.append((z, y))
+        stem = Path(path).stem
+        names += [f"{stem}.png"] if len(z) == 1 else [f"{stem}-{i:03d}.png" for i in range(len(z))]
+    z = np.concatenate([p[0] for p in parts])
+    ys = [p[1] for p in parts]
+    labels = None
+    if g.info.conditional and a.cls is None:
+        if any(y is None for y in ys):
+            raise GansampleError("latents: a file has no labels and this model is class-conditional; "
+                                 "pass --class", "latents")
+        labels = np.concatenate([y for y in ys if y is not None])
+    res = g.sample(latents=z, labels=labels, cls=a.cls if labels is None else None, psi=psi)
+    outdir = ensure_outdir(a.outdir or str(Path("out") / g.name))
+    if a.format == "png":
+        for img, name in zip(res.images, names):
+            save_png(img, outdir / name)
+    save_png(make_grid(res.images[:256]), outdir / "grid.png", compress_level=6)
+    cls_names = g.class_names if g.info.conditional else []
+    write_csv(outdir / "manifest.csv",
+              ({"file": n if a.format == "png" else "", "class": cls_names[int(res.labels[i])] if res.labels is not None else "",
+                "psi": psi} for i, n in enumerate(names)), ["file", "class", "psi"])
+    if not a.quiet:
+        print(f"wrote {len(names) if a.format == 'png' else 0} PNGs + grid.png from {len(a.latents)} latent file(s) "
+              f"to {outdir}")
     return 0
 
 
@@ -90,15 +136,185 @@ def interpolate(a: argparse.Namespace) -> int:
     from .interpolation import MAX_KEYFRAMES, MAX_STEPS, MAX_WALKS, check_output, check_walk, interpolate as walk, save
 
     kind = check_output(a.out, a.fps, a.scale)
-    g = Generator(a.model, device=a.device, threads=a.threads)
+    g = Generator(a.model, device=a.device, threads=a.threads, spinning=False)
+    walks = check_count("walks", a.grid, 1, MAX_WALKS)
+    steps = check_count("steps", a.steps, 2, MAX_STEPS)
+    if a.seeds is not None:
+        n_keys = len(g.seed_list(a.seeds, None, MAX_KEYFRAMES))
+    else:
+        if walks != 1:
+            raise GansampleError(f"walks: got {walks}; 1 with --images or --latents (shifted walks need seeds)", "walks")
+        n_keys = len(a.images or a.latents)
+        if not 2 <= n_keys <= MAX_KEYFRAMES:
+            raise GansampleError(f"{'images' if a.images else 'latents'}: got {n_keys} keyframe(s); "
+                                 f"2 to {MAX_KEYFRAMES}", "images" if a.images else "latents")
     # The whole walk's size (upscaled frames included, for a GIF) is checked before sampling.
-    n_keys = len(g.seed_list(a.seeds, None, MAX_KEYFRAMES))
-    check_walk(n_keys, check_count("steps", a.steps, 2, MAX_STEPS), a.loop, check_count("walks", a.grid, 1, MAX_WALKS),
-               g.info.img_resolution * (a.scale if kind == ".gif" else 1), g.info.img_channels)
-    result = walk(g, a.seeds, a.steps, a.method, a.loop, a.trunc, a.cls, a.grid)
+    check_walk(n_keys, steps, a.loop, walks, g.info.img_resolution * (a.scale if kind == ".gif" else 1),
+               g.info.img_channels)
+    if a.seeds is not None:
+        result = walk(g, a.seeds, steps, a.method, a.loop, a.trunc, a.cls, walks)
+    else:
+        z, y = _keyframe_latents(a, g)
+        result = walk(g, None, steps, a.method, a.loop, a.trunc, a.cls if y is None else None, latents=z, labels=y)
     path = save(result, a.out, a.fps, a.scale)
     if not a.quiet:
         print(f"wrote {len(result)} frames to {path}")
+    return 0
+
+
+def _keyframe_latents(a: argparse.Namespace, g: Any) -> tuple[Any, Any]:
+    """--latents: read; --images: project each one (every image must be usable, since the
+    walk's keyframes are in the order given)."""
+    from .projection import features_for, load_latents, load_targets, project as run_projection
+    import numpy as np
+
+    if a.latents:
+        z, y = load_latents(a.latents, g.info.z_dim)
+        return z, (y if g.info.conditional and a.cls is None else None)
+    targets = load_targets(a.images, g.info.img_resolution, g.info.img_channels)
+    bad = [t for t in targets if t.error]
+    if bad:
+        raise GansampleError(f"images: {bad[0].path}: {bad[0].error}", "images")
+    if len(targets) != len(a.images):
+        raise GansampleError(f"images: got {len(a.images)} arguments naming {len(targets)} images; give one image "
+                             "file per keyframe", "images")
+    for t in targets:
+        for note in t.notes:
+            log.info("%s: %s", t.path, note)
+    p = run_projection(g, np.stack([t.image for t in targets if t.image is not None]), cls=a.cls,
+                       features=features_for(g, None, a.device))
+    for note in p.notes:
+        log.info("interpolate: %s", note)
+    log.info("interpolate: projected %d keyframe images (median pixel RMSE %.1f)", len(targets),
+             float(np.median(p.pixel_rmse)))
+    return p.latents, p.labels
+
+
+# --- project / edit / directions / train-encoder -----------------------------------------------
+def _unique_stem(path: str, taken: set[str]) -> str:
+    stem = Path(path).stem or "image"
+    name, i = stem, 2
+    while name in taken:
+        name, i = f"{stem}-{i}", i + 1
+    taken.add(name)
+    return name
+
+
+def project(a: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .files import ensure_outdir
+    from .generator import Generator
+    from .images import make_grid
+    from .output import save_png, write_csv
+    from .projection import check_args, features_for, load_targets, project as run_projection, save_latents
+
+    check_args(a.steps, a.popsize, a.feature_weight, a.d_weight)
+    g = Generator(a.model, device=a.device, threads=a.threads, spinning=False)
+    if a.cls is not None:
+        g.class_index(a.cls)  # validates --class before any work
+    targets = load_targets(a.paths, g.info.img_resolution, g.info.img_channels)
+    for t in targets:
+        if t.error:
+            print(f"{t.path}: skipped: {t.error}", file=sys.stderr)
+    good = [t for t in targets if t.image is not None]
+    if not good:
+        raise GansampleError(f"paths: got {' '.join(a.paths)[:200]!r}; none of it is an image that can be "
+                             "projected (see the messages above)", "paths")
+    d = None
+    if a.d_weight > 0:
+        from .discriminator import Discriminator
+        d = Discriminator(a.model, device=a.device, threads=a.threads)
+    fx = features_for(g, a.features, a.device)
+    outdir = ensure_outdir(a.out, "out")
+    taken: set[str] = set()
+    rows = []
+    for t in good:
+        assert t.image is not None
+        for note in t.notes:
+            log.info("%s: %s", t.path, note)
+        p = run_projection(g, t.image[None], cls=a.cls, steps=a.steps, popsize=a.popsize,
+                           encoder=False if a.no_encoder else None, features=fx,
+                           feature_weight=a.feature_weight, d=d, d_weight=a.d_weight, seed=a.seed)
+        if not rows:
+            for note in p.notes:
+                log.info("project: %s", note)
+        stem = _unique_stem(t.path, taken)
+        save_latents(outdir / f"{stem}.npz", p.latents, p.labels)
+        save_png(p.reconstructions[0], outdir / f"{stem}-reconstruction.png")
+        # Side by side, input | reconstruction, enlarged (nearest neighbour) to at least 128 px.
+        k = max(1, -(-128 // g.info.img_resolution))
+        pair = make_grid(np.stack([t.image, p.reconstructions[0]]), cols=2).repeat(k, 0).repeat(k, 1)
+        save_png(pair, outdir / f"{stem}-side-by-side.png")
+        cls = "" if p.labels is None else g.class_names[int(p.labels[0])]
+        fd = float(p.feature_distance[0])
+        rows.append({"input": t.path, "name": stem, "class": cls, "pixel_rmse": round(float(p.pixel_rmse[0]), 3),
+                     "feature_distance": "" if np.isnan(fd) else round(fd, 4),
+                     "seconds": round(float(p.seconds[0]), 3), "start": p.start, "notes": "; ".join(t.notes)})
+    write_csv(outdir / "summary.csv", rows, list(rows[0]))
+    if not a.quiet:
+        print(f"{'pixel RMSE':>10}  {'feature d':>9}  {'seconds':>7}  {'class':<12}  input")
+        for r in rows:
+            fdt = f"{r['feature_distance']:>9.4f}" if r["feature_distance"] != "" else f"{'-':>9}"
+            print(f"{r['pixel_rmse']:>10.3f}  {fdt}  {r['seconds']:>7.3f}  {r['class']:<12}  {r['input']}")
+        print(f"wrote {len(rows)} latents (.npz), reconstructions and side-by-sides + summary.csv to {outdir}")
+    return 0
+
+
+def edit(a: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .directions import edit as run_edit, parse_amounts
+    from .files import ensure_outdir
+    from .generator import Generator
+    from .output import save_png, write_csv
+
+    parse_amounts(a.amount)
+    g = Generator(a.model, device=a.device, threads=a.threads, spinning=False)
+    psi = g.check_psi(a.trunc)
+    res = run_edit(g, a.seeds, a.direction, a.amount, psi, a.cls)
+    outdir = ensure_outdir(a.outdir or str(Path("out") / f"{g.name}-edits"))
+    rows = []
+    for i, seed in enumerate(res.seeds):
+        # One strip per seed, frames side by side without padding: with one amount the
+        # strip is that frame alone (amount 0: the very PNG `generate` writes for the seed).
+        strip = np.concatenate(list(res.images[i]), axis=1)
+        name = f"seed{seed:04d}-dir{res.direction:02d}.png"
+        save_png(strip, outdir / name)
+        rows.append({"file": name, "seed": seed, "direction": res.direction,
+                     "amounts": " ".join(f"{x:g}" for x in res.amounts), "psi": psi,
+                     "class": "" if res.labels is None else g.class_names[int(res.labels[i])]})
+    write_csv(outdir / "edits.csv", rows, list(rows[0]))
+    if not a.quiet:
+        print(f"wrote {len(rows)} strips of {len(res.amounts)} frames (direction {res.direction}) to {outdir}")
+    return 0
+
+
+def directions(a: argparse.Namespace) -> int:
+    from .directions import compute_directions, save_directions
+    from .generator import Generator
+    from .registry import DIRECTIONS_FILE
+
+    g = Generator(a.model, device=a.device, threads=a.threads, spinning=False)
+    out = Path(a.out) if a.out else g.files.folder / DIRECTIONS_FILE
+    if out.suffix != ".npz":
+        raise GansampleError(f"out: got {str(out)!r}; a .npz file path", "out")
+    d = compute_directions(g, a.k, a.samples)
+    save_directions(d, out)
+    if not a.quiet:
+        shares = ", ".join(f"{x:.3f}" for x in d.explained[:8])
+        print(f"wrote {len(d)} directions (PCA of {d.layer!r}; variance shares {shares} ...) to {out}")
+    return 0
+
+
+def train_encoder(a: argparse.Namespace) -> int:
+    try:
+        from .training.encoder import main as run
+    except ModuleNotFoundError as e:
+        raise _install_hint("train", e.name or "torch") from None
+    path = run(a.model, a.steps, a.batch_size, a.out, a.device, a.quiet)
+    if not a.quiet:
+        print(f"wrote {path}")
     return 0
 
 
@@ -196,14 +412,17 @@ def _print_info(report: dict[str, Any], files: Any) -> None:
 
 # --- evaluate ------------------------------------------------------------------------------
 def evaluate(a: argparse.Namespace) -> int:
-    from .evaluate import evaluate as run_evaluation
+    from .evaluate import NEIGHBOURS, evaluate as run_evaluation
     from .generator import Generator
 
+    if a.nearest and Path(a.nearest_out).suffix.lower() != ".png":
+        raise GansampleError(f"nearest_out: got {a.nearest_out!r}; a .png file path", "nearest_out")
     g = Generator(a.model, device=a.device, threads=a.threads)
     rep = run_evaluation(g, n=a.n, psi=g.check_psi(a.trunc), features=a.features, dataset=a.dataset,
                          device=a.device, data_dir=a.data_dir).as_dict()
+    near = _evaluate_nearest(a, g) if a.nearest else None
     if a.format == "json":
-        print(json.dumps({"model": g.name, **rep}, indent=2))
+        print(json.dumps({"model": g.name, **rep, **({"nearest": near} if near else {})}, indent=2))
         return 0
     print(f"model {g.name}: {rep['n_fake']} samples vs {rep['n_real']} real test images")
     for k in ("frechet_distance", "precision", "recall", "density", "coverage", "class_accuracy"):
@@ -211,7 +430,27 @@ def evaluate(a: argparse.Namespace) -> int:
             print(f"  {k:<17} {rep[k]:.4f}")
     if rep["recognised_histogram"]:
         print(f"  recognised classes {rep['recognised_histogram']}")
+    if near:
+        print(f"model {g.name}: memorisation check, {near['n_fake']} samples vs {near['n_train']} training images")
+        print(f"  real test images: median distance to the nearest training image {near['real_median']:.4f} "
+              f"(1st percentile {near['real_p01']:.4f})")
+        print(f"  samples nearer to a training image than that median: {near['share_closer']:.1%} "
+              f"(near-copies, under the 1st percentile: {near['share_near_copies']:.1%})")
+        print(f"  wrote {near['grid_file']}: the {len(near['shown'])} samples nearest to the training set, "
+              f"each beside its {NEIGHBOURS} nearest training images")
     return 0
+
+
+def _evaluate_nearest(a: argparse.Namespace, g: Any) -> dict[str, Any]:
+    """evaluate --nearest K: the memorisation check; writes its grid to --nearest-out."""
+    from .evaluate import nearest
+    from .output import save_png
+
+    out = Path(a.nearest_out)
+    rep = nearest(g, a.nearest, n=a.n, psi=g.check_psi(a.trunc), features=a.features, dataset=a.dataset,
+                  device=a.device, data_dir=a.data_dir)
+    save_png(rep.grid, out, compress_level=6)
+    return {**rep.as_dict(), "grid_file": str(out)}
 
 
 # --- app ---------------------------------------------------------------------------------------

@@ -33,6 +33,16 @@ def seed_filename(seed: int) -> str:
 
 
 # --- atomic files -----------------------------------------------------------------------
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 of a file's bytes (ties encoders and directions to their generator)."""
+    import hashlib
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def _tmp_path(path: Path) -> Path:
     # The process id in the name tells a later run whether the writer is still alive.
     # The final name is cut (in bytes) so that the temporary name fits where the final one does.

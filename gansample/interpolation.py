@@ -33,7 +33,7 @@ class Interpolation:
     frames: np.ndarray  # uint8 [F, H, W, C] (a grid of walks when there are several)
     latents: np.ndarray  # float32 [walks, F, z_dim]
     class_weights: np.ndarray | None  # float32 [walks, F, num_classes] for conditional models
-    keyframes: list[list[int]]  # seeds, per walk
+    keyframes: list[list[int]]  # seeds, per walk (-1 for keyframes given as latents)
     steps: int
     method: str
     loop: bool
@@ -84,30 +84,73 @@ def walk(keys: np.ndarray, steps: int, method: str, loop: bool) -> np.ndarray:
     return np.stack([fn(keys[a], keys[b], np.array([t]))[0] if a != b else keys[a] for a, b, t in frames])
 
 
-def interpolate(g: Generator, seeds: Sequence[int] | str, steps: int = 30, method: str = "slerp",
+def interpolate(g: Generator, seeds: "Sequence[int] | str | None" = None, steps: int = 30, method: str = "slerp",
                 loop: bool = False, psi: float = 1.0, cls: "int | str | None" = None,
-                walks: int = 1) -> Interpolation:
+                walks: int = 1, latents: np.ndarray | None = None,
+                labels: "Sequence[int] | np.ndarray | None" = None) -> Interpolation:
     """Walk through the latents (and, for conditional models without ``cls``, the classes)
     of keyframe ``seeds``. ``walks`` > 1 adds walks whose keyframes are the seeds shifted
-    by 1, 2, ...; they are tiled side by side in each frame."""
-    seed_list = list(g.seed_list(seeds, None, MAX_KEYFRAMES))
-    if len(seed_list) < 2:
-        raise bad_value("seeds", seeds, "at least two keyframe seeds, e.g. 3,17,42")
+    by 1, 2, ...; they are tiled side by side in each frame.
+
+    Or walk through given keyframe ``latents`` [K, z_dim] (e.g. from gansample.projection:
+    real images), with their ``labels`` [K] for conditional models (or ``cls``). Given
+    latents are used as they are (no truncation in z)."""
+    if (seeds is None) == (latents is None):
+        raise bad_value("seeds", seeds, "either keyframe seeds or keyframe latents, not both or neither")
     steps = check_count("steps", steps, 2, MAX_STEPS, "an integer (frames per transition)")
     if method not in METHODS:
         raise bad_value("method", method, f"valid: {', '.join(METHODS)}")
     walks = check_count("walks", walks, 1, MAX_WALKS)
+    psi = g.check_psi(psi)
+    if latents is not None:
+        return _walk_latents(g, latents, labels, steps, method, loop, psi, cls, walks)
+    assert seeds is not None
+    seed_list = list(g.seed_list(seeds, None, MAX_KEYFRAMES))
+    if len(seed_list) < 2:
+        raise bad_value("seeds", seeds, "at least two keyframe seeds, e.g. 3,17,42")
     if max(seed_list) + walks - 1 > lat.MAX_SEED:
         raise bad_value("walks", walks, f"walks whose shifted seeds stay <= {lat.MAX_SEED}")
     check_walk(len(seed_list), steps, loop, walks, g.info.img_resolution, g.info.img_channels)
-    psi = g.check_psi(psi)
-    ncls = g.info.num_classes
-    all_z, all_w, frames_per_walk, keyframes = [], [], [], []
+    keys_z, keys_y, keyframes = [], [], []
     for j in range(walks):
         keys = [s + j for s in seed_list]
         keyframes.append(keys)
-        z = walk(g.truncate(lat.latents_for_seeds(keys, g.info.z_dim), psi), steps, method, loop)
-        labels = g.labels_for(keys, cls)
+        keys_z.append(g.truncate(lat.latents_for_seeds(keys, g.info.z_dim), psi))
+        keys_y.append(g.labels_for(keys, cls))
+    return _render(g, keys_z, keys_y, keyframes, steps, method, loop, psi)
+
+
+def _walk_latents(g: Generator, latents: np.ndarray, labels: "Sequence[int] | np.ndarray | None", steps: int,
+                  method: str, loop: bool, psi: float, cls: "int | str | None", walks: int) -> Interpolation:
+    z = np.asarray(latents, dtype=np.float32)
+    if z.ndim != 2 or z.shape[1] != g.info.z_dim or not 2 <= len(z) <= MAX_KEYFRAMES:
+        raise bad_value("latents", f"shape {list(z.shape)}", f"[K, {g.info.z_dim}] with 2 <= K <= {MAX_KEYFRAMES}")
+    if not np.isfinite(z).all():
+        raise bad_value("latents", "non-finite values", "finite numbers")
+    if walks != 1:
+        raise bad_value("walks", walks, "1 with keyframe latents (shifted walks need seeds)")
+    check_walk(len(z), steps, loop, 1, g.info.img_resolution, g.info.img_channels)
+    y: np.ndarray | None = None
+    if g.info.conditional:
+        if cls is not None:
+            y = np.full(len(z), g.class_index(cls), np.int64)
+        elif labels is None:
+            raise bad_value("labels", None, "one label per keyframe latent (this model is class-conditional), or cls")
+        else:
+            y = np.asarray(labels, dtype=np.int64)
+            if y.shape != (len(z),) or ((y < 0) | (y >= g.info.num_classes)).any():
+                raise bad_value("labels", y.tolist()[:20], f"{len(z)} class indices 0-{g.info.num_classes - 1}")
+    elif cls is not None:
+        g.class_index(cls)  # raises: unconditional
+    return _render(g, [z], [y], [[-1] * len(z)], steps, method, loop, psi)
+
+
+def _render(g: Generator, keys_z: list[np.ndarray], keys_y: list[np.ndarray | None], keyframes: list[list[int]],
+            steps: int, method: str, loop: bool, psi: float) -> Interpolation:
+    ncls = g.info.num_classes
+    all_z, all_w, frames_per_walk = [], [], []
+    for kz, labels in zip(keys_z, keys_y):
+        z = walk(kz, steps, method, loop)
         if labels is None:
             imgs, w = g.run(z, None, psi), None
         elif len(set(labels.tolist())) == 1:
@@ -120,10 +163,10 @@ def interpolate(g: Generator, seeds: Sequence[int] | str, steps: int = 30, metho
         all_z.append(z)
         all_w.append(w)
         frames_per_walk.append(imgs)
-    if walks == 1:
+    if len(frames_per_walk) == 1:
         frames = frames_per_walk[0]
     else:
-        frames = np.stack([make_grid(np.stack([fw[f] for fw in frames_per_walk]), cols=walks)
+        frames = np.stack([make_grid(np.stack([fw[f] for fw in frames_per_walk]), cols=len(frames_per_walk))
                            for f in range(len(frames_per_walk[0]))])
     cw = np.stack([w for w in all_w if w is not None]) if all_w[0] is not None else None
     return Interpolation(frames, np.stack(all_z), cw, keyframes, int(steps), method, loop)

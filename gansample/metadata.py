@@ -18,7 +18,7 @@ PREFIX = "gansample."
 # 2: generators truncated in W (a `psi` input); files without it are still written as 1,
 # so readers from before version 2 keep reading every file they could read.
 FORMAT_VERSION = 2
-ROLES = ("generator", "discriminator", "features")
+ROLES = ("generator", "discriminator", "features", "encoder")
 TRUNCATION_SPACES = ("z", "w")
 PROVENANCES = ("gansample-trainer", "torch-module", "onnx-wrap")
 # Layouts of the tensor a model returns (generator) or takes (discriminator, features).
@@ -112,7 +112,7 @@ class ModelInfo:
             problems.append(f"img_channels {self.img_channels} not 1 or 3")
         if self.img_resolution <= 0:
             problems.append(f"img_resolution {self.img_resolution} <= 0")
-        if self.role == "generator" and self.z_dim <= 0:
+        if self.role in ("generator", "encoder") and self.z_dim <= 0:
             problems.append(f"z_dim {self.z_dim} <= 0")
         if self.num_classes < 0 or (self.class_names and len(self.class_names) != self.num_classes):
             problems.append(f"{len(self.class_names)} class_names for num_classes {self.num_classes}")

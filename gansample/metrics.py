@@ -19,7 +19,7 @@ import numpy as np
 
 from .errors import GansampleError
 from .registry import bundled_dir
-from .session import Session
+from .session import Device, Session
 
 FEATURES_DIR = "features"
 
@@ -34,8 +34,9 @@ def features_path(dataset: str) -> Path:
 
 
 class FeatureExtractor:
-    def __init__(self, path: str | os.PathLike[str], device: str = "auto", batch_size: int = 500) -> None:
-        self.session = Session(path, device)
+    def __init__(self, path: str | os.PathLike[str], device: "str | Device" = "auto", batch_size: int = 500,
+                 threads: int | None = None) -> None:
+        self.session = Session(path, device, threads)
         if self.session.info.role != "features":
             raise GansampleError(f"features: {path} has role {self.session.info.role!r}, expected 'features'", "features")
         self.info = self.session.info

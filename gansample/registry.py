@@ -13,6 +13,8 @@ ENV_MODELS = "GANSAMPLE_MODELS"  # extra folders of models, os.pathsep-separated
 GENERATOR_FILES = {"fp32": "generator.onnx", "uint8": "generator_uint8.onnx", "fp16": "generator_fp16.onnx",
                    "mix": "generator_mix.onnx"}
 DISCRIMINATOR_FILE = "discriminator.onnx"
+ENCODER_FILE = "encoder.onnx"  # image -> z (+ class logits), for projection
+DIRECTIONS_FILE = "directions.npz"  # principal latent directions (gansample.directions)
 
 
 @dataclass
@@ -21,6 +23,7 @@ class ModelFiles:
     folder: Path
     generators: dict[str, Path] = field(default_factory=dict)  # variant -> file
     discriminator: Path | None = None
+    encoder: Path | None = None
 
 
 def bundled_dir() -> Path:
@@ -37,8 +40,8 @@ def search_dirs() -> list[Path]:
 
 def _from_folder(folder: Path, name: str) -> ModelFiles:
     gens = {v: folder / f for v, f in GENERATOR_FILES.items() if (folder / f).is_file()}
-    disc = folder / DISCRIMINATOR_FILE
-    return ModelFiles(name, folder, gens, disc if disc.is_file() else None)
+    disc, enc = folder / DISCRIMINATOR_FILE, folder / ENCODER_FILE
+    return ModelFiles(name, folder, gens, disc if disc.is_file() else None, enc if enc.is_file() else None)
 
 
 def available_models() -> dict[str, Path]:

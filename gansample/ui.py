@@ -1,4 +1,4 @@
-"""gansample web demo: generate, interpolate and score in the browser.
+"""gansample web demo: generate, explore, interpolate and score in the browser.
 
     python app.py [--model NAME_OR_FOLDER ...] [--host 127.0.0.1] [--port 7860] [--device auto]
 
@@ -32,7 +32,9 @@ import numpy as np  # noqa: E402
 from . import Discriminator, GansampleError, Generator, available_models  # noqa: E402
 from .errors import check_count  # noqa: E402
 from .images import encode_png  # noqa: E402
+from .directions import Directions, load_directions  # noqa: E402
 from .interpolation import check_walk, gif_bytes, interpolate  # noqa: E402
+from .latents import latents_for_seeds  # noqa: E402
 from .latents import MAX_SEED, parse_seeds  # noqa: E402
 from .output import atomic_write, seed_filename, zip_bytes  # noqa: E402
 from .registry import DEFAULT_MODEL, GENERATOR_FILES  # noqa: E402
@@ -42,6 +44,9 @@ MAX_FRAMES = 600  # frames per Interpolate request
 MAX_UPLOADS = 64  # files per Score request
 MAX_UPLOAD_BYTES = 16 * 2**20  # per uploaded file (gradio refuses larger ones before they are stored)
 CACHE_AGE = 600  # seconds before gradio's delete_cache removes a file this app produced
+N_SLIDERS = 6  # direction sliders in the Explore tab
+SLIDER_RANGE = 5.0  # in standard deviations of z
+EXPLORE_SIZE = 256  # px the Explore image is shown at (nearest-neighbour upscaling)
 BY_SEED = "(from the seed)"
 SORTS = ("seed", "D score: best first", "D score: worst first")
 # The library's argument names -> the labels of the fields that carry them.
@@ -60,6 +65,7 @@ class Models:
             g = Generator(spec, device=device)
             self.paths[g.name] = spec
         self._cache: dict[str, tuple[Generator, Discriminator | None]] = {}
+        self._directions: dict[str, Directions | str] = {}
         self._lock = threading.Lock()
 
     def names(self) -> list[str]:
@@ -78,6 +84,17 @@ class Models:
                     d = None
                 self._cache[name] = (g, d)
             return self._cache[name]
+
+    def directions(self, name: str) -> Directions | str:
+        """The model's principal directions, or why there are none (computed at most once)."""
+        g, _ = self.get(name)
+        with self._lock:
+            if name not in self._directions:
+                try:
+                    self._directions[name] = load_directions(g)
+                except GansampleError as e:
+                    self._directions[name] = str(e)
+            return self._directions[name]
 
 
 def _ui_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -137,10 +154,10 @@ def _upscale(img: np.ndarray, size: int = 112) -> np.ndarray:
 
 
 # --- callbacks --------------------------------------------------------------------------------
-def on_model(models: Models, name: str) -> tuple[Any, Any]:
+def on_model(models: Models, name: str) -> tuple[Any, ...]:
     g, _ = models.get(name)
     choices = [BY_SEED] + g.class_names if g.info.conditional else [BY_SEED]
-    return gr.update(choices=choices, value=BY_SEED), gr.update(choices=choices, value=BY_SEED)
+    return tuple(gr.update(choices=choices, value=BY_SEED) for _ in range(4))
 
 
 def generate(models: Models, name: str, seed_text: str, start: Any, count: Any, psi: Any, cls: str | None,
@@ -178,19 +195,123 @@ def generate(models: Models, name: str, seed_text: str, start: Any, count: Any, 
 
 
 def walk(models: Models, name: str, seed_text: str, steps: Any, method: str, loop: bool, psi: Any,
-         cls: str | None, fps: Any) -> tuple[str, str, str]:
-    """A latent walk as a GIF; the size of the walk is checked before anything is sampled."""
+         cls: str | None, fps: Any, start: dict[str, Any] | None = None,
+         use_start: bool = False) -> tuple[str, str, str]:
+    """A latent walk as a GIF; the size of the walk is checked before anything is sampled.
+    With ``use_start``, the first keyframe is the latent handed over from Explore."""
     t0 = time.perf_counter()
     g, _ = models.get(name)
     keys = parse_seeds(str(seed_text or ""), "seeds", 64)
     n_steps = check_count("steps", steps, 2, MAX_FRAMES, "a whole number")
     rate = check_count("fps", fps, 1, 50, "a whole number")
-    frames = check_walk(len(keys), n_steps, bool(loop), 1, g.info.img_resolution, g.info.img_channels,
+    handoff = bool(use_start) and bool(start) and start is not None and start.get("model") == g.name
+    frames = check_walk(len(keys) + handoff, n_steps, bool(loop), 1, g.info.img_resolution, g.info.img_channels,
                         max_frames=MAX_FRAMES)
-    res = interpolate(g, list(keys), n_steps, method, bool(loop), psi, _class_arg(g, cls))
+    if handoff:
+        assert start is not None
+        psi_v = g.check_psi(psi)
+        fixed = _class_arg(g, cls)
+        z = np.concatenate([np.asarray(start["z"], np.float32)[None],
+                            g.truncate(latents_for_seeds(list(keys), g.info.z_dim), psi_v)])
+        labels = None
+        if g.info.conditional and fixed is None:
+            labels = np.concatenate([[int(start["label"])], g.labels_for(list(keys), None)])  # type: ignore[list-item]
+        res = interpolate(g, None, n_steps, method, bool(loop), psi_v, fixed, latents=z, labels=labels)
+    else:
+        res = interpolate(g, list(keys), n_steps, method, bool(loop), psi, _class_arg(g, cls))
     scale = max(1, 112 // g.info.img_resolution)
     path = cache_file("walk.gif", gif_bytes((f.repeat(scale, 0).repeat(scale, 1) for f in res.frames), rate))
     return path, path, _status(g, t0, f"{frames} frames")
+
+
+def _explore_base(g: Generator, seed: Any, base: dict[str, Any] | None) -> tuple[np.ndarray, int | None]:
+    """The latent being explored: a projected upload (``base``) or the seed's."""
+    if base and base.get("model") == g.name:
+        return np.asarray(base["z"], np.float32), base.get("label")
+    s = check_count("seed", 0 if seed is None else seed, 0, MAX_SEED, "a whole number")
+    label = s % g.info.num_classes if g.info.conditional else None
+    return latents_for_seeds([s], g.info.z_dim)[0], label
+
+
+def explore_latent(models: Models, name: str, seed: Any, base: dict[str, Any] | None, psi: Any, cls_a: str | None,
+                   cls_b: str | None, blend: Any, *amounts: Any) -> tuple[np.ndarray, np.ndarray | None, str]:
+    """(z fed to the graph [z_dim], class weights [K] or None, note) for the Explore state."""
+    g, _ = models.get(name)
+    psi = g.check_psi(psi)
+    z, label = _explore_base(g, seed, base)
+    z = g.truncate(z[None], psi)[0]
+    d = models.directions(name)
+    moved = [float(a or 0.0) for a in amounts]
+    if any(abs(a) > SLIDER_RANGE or a != a for a in moved):
+        raise GansampleError(f"direction: amounts within +-{SLIDER_RANGE:g}")
+    note = ""
+    if isinstance(d, str):
+        note = "no directions for this model"
+    else:
+        for k, a in enumerate(moved[:len(d)]):
+            if a:
+                z = z + np.float32(a) * d.vectors[k]
+    weights = None
+    if g.info.conditional:
+        a_idx = g.class_index(cls_a, "cls") if cls_a and cls_a != BY_SEED else label
+        b_idx = g.class_index(cls_b, "cls") if cls_b and cls_b != BY_SEED else a_idx
+        t = float(blend or 0.0)
+        if not 0.0 <= t <= 1.0:
+            raise GansampleError(f"blend: got {blend!r}; a number in [0, 1]")
+        assert a_idx is not None and b_idx is not None
+        weights = np.zeros(g.info.num_classes, np.float32)
+        weights[a_idx] += 1.0 - t
+        weights[b_idx] += t
+    return z.astype(np.float32), weights, note
+
+
+def _render_latent(g: Generator, z: np.ndarray, weights: np.ndarray | None, psi: float) -> np.ndarray:
+    if weights is None:
+        return g.run(z[None], None, psi)[0]
+    if np.count_nonzero(weights) == 1:  # one class: the plain graph, same pixels as Generate
+        return g.run(z[None], np.array([int(np.argmax(weights))], np.int64), psi)[0]
+    return g.run_mix(z[None], weights[None], psi)[0]
+
+
+def explore(models: Models, name: str, seed: Any, base: dict[str, Any] | None, psi: Any, cls_a: str | None,
+            cls_b: str | None, blend: Any, *amounts: Any) -> tuple[np.ndarray, str]:
+    """The Explore image for the current controls (one sample: milliseconds)."""
+    t0 = time.perf_counter()
+    g, _ = models.get(name)
+    z, weights, note = explore_latent(models, name, seed, base, psi, cls_a, cls_b, blend, *amounts)
+    img = _render_latent(g, z, weights, g.check_psi(psi))
+    src = "projected upload" if base and base.get("model") == g.name else f"seed {int(seed or 0)}"
+    big = _upscale(img, EXPLORE_SIZE)
+    return (big[..., 0] if big.shape[2] == 1 else big), _status(g, t0, src + (f" · {note}" if note else ""))
+
+
+def explore_upload(models: Models, name: str, path: Any) -> tuple[dict[str, Any] | None, str]:
+    """Project an uploaded image; its latent becomes the Explore tab's starting point."""
+    from .projection import features_for, load_targets, project
+    if not path:
+        return None, ""
+    t0 = time.perf_counter()
+    g, _ = models.get(name)
+    target = load_targets([str(path)], g.info.img_resolution, g.info.img_channels, limit=1)[0]
+    if target.image is None:
+        raise GansampleError(f"image: {target.error}")
+    p = project(g, target.image[None], features=features_for(g, None, models.device))
+    notes = target.notes + p.notes
+    base = {"model": g.name, "z": p.latents[0].tolist(), "label": None if p.labels is None else int(p.labels[0])}
+    return base, _status(g, t0, f"projected (pixel RMSE {p.pixel_rmse[0]:.1f})" + (
+        " · " + "; ".join(notes) if notes else ""))
+
+
+def explore_handoff(models: Models, name: str, seed: Any, base: dict[str, Any] | None, psi: Any, cls_a: str | None,
+                    cls_b: str | None, blend: Any, *amounts: Any) -> tuple[dict[str, Any], Any, str]:
+    """"Use this latent": hand the explored latent to the Interpolate tab as its first keyframe."""
+    g, _ = models.get(name)
+    z, weights, _ = explore_latent(models, name, seed, base, psi, cls_a, cls_b, blend, *amounts)
+    label = None if weights is None else int(np.argmax(weights))
+    msg = "the walk starts at the explored latent" + (
+        " (its strongest class)" if weights is not None and np.count_nonzero(weights) > 1 else "")
+    return ({"model": g.name, "z": z.tolist(), "label": label}, gr.Tabs(selected="interpolate"),
+            msg)
 
 
 def score(models: Models, name: str, files: Any) -> tuple[list[list[Any]], str]:
@@ -234,8 +355,8 @@ def _generate_tab(models: Models, model: Any, cls_choices: list[str]) -> Any:
     return cls
 
 
-def _interpolate_tab(models: Models, model: Any, cls_choices: list[str]) -> Any:
-    with gr.Tab("Interpolate"):
+def _interpolate_tab(models: Models, model: Any, cls_choices: list[str], start: Any) -> tuple[Any, Any, Any]:
+    with gr.Tab("Interpolate", id="interpolate"):
         with gr.Row():
             seeds = gr.Textbox(label="Keyframe seeds", value="3,17,42")
             steps = gr.Slider(2, 60, value=24, step=1, label="Frames per transition")
@@ -245,13 +366,54 @@ def _interpolate_tab(models: Models, model: Any, cls_choices: list[str]) -> Any:
             psi = gr.Slider(0.0, 2.0, value=1.0, step=0.05, label="Truncation psi")
             cls = gr.Dropdown(cls_choices, value=BY_SEED, label="Class")
             fps = gr.Slider(1, 50, value=20, step=1, label="Frames per second")
+        use_start = gr.Checkbox(value=False, label="Start at the latent from Explore", elem_id="use-start")
         btn = gr.Button("Interpolate", variant="primary", elem_id="interpolate-btn")
         anim = gr.Image(label="Animation", type="filepath", elem_id="animation")
         anim_file = gr.File(label="GIF download")
         status = gr.Markdown(elem_id="interpolate-status")
-    btn.click(partial(_ui_errors(walk), models), [model, seeds, steps, method, loop, psi, cls, fps],
+    btn.click(partial(_ui_errors(walk), models), [model, seeds, steps, method, loop, psi, cls, fps, start, use_start],
               [anim, anim_file, status], api_name="interpolate")
-    return cls
+    return cls, use_start, status
+
+
+def _explore_tab(models: Models, model: Any, cls_choices: list[str], start: Any, tabs: Any) -> tuple[Any, Any]:
+    d = models.directions(model.value)
+    with gr.Tab("Explore", id="explore"):
+        base = gr.State(None)
+        with gr.Row():
+            with gr.Column(scale=1):
+                seed = gr.Number(label="Seed", value=0, precision=0, elem_id="explore-seed")
+                upload = gr.Image(type="filepath", label="Or start from an image (projected on upload)",
+                                  sources=["upload"], elem_id="explore-upload", height=160)
+                psi = gr.Slider(0.0, 2.0, value=1.0, step=0.05, label="Truncation psi")
+                cls_a = gr.Dropdown(cls_choices, value=BY_SEED, label="Class")
+                cls_b = gr.Dropdown(cls_choices, value=BY_SEED, label="Blend towards class")
+                blend = gr.Slider(0.0, 1.0, value=0.0, step=0.05, label="Class blend")
+            with gr.Column(scale=1):
+                sliders = [gr.Slider(-SLIDER_RANGE, SLIDER_RANGE, value=0.0, step=0.1,
+                                     label=f"Direction {k}" + (f" ({d.explained[k]:.1%} of the variance)"
+                                                               if not isinstance(d, str) and k < len(d) else ""),
+                                     elem_id=f"direction-{k}") for k in range(N_SLIDERS)]
+                reset = gr.Button("Reset directions", elem_id="explore-reset")
+                handoff = gr.Button("Use this latent in Interpolate", elem_id="explore-handoff")
+            with gr.Column(scale=1):
+                image = gr.Image(label="Sample", type="numpy", format="png", interactive=False,
+                                 elem_id="explore-image", height=EXPLORE_SIZE + 16)
+                status = gr.Markdown(elem_id="explore-status")
+    controls = [model, seed, base, psi, cls_a, cls_b, blend, *sliders]
+    show = partial(_ui_errors(explore), models)
+    # .input fires while a slider is dragged; always_last drops stale positions under load.
+    for c in (*sliders, psi, blend):
+        c.input(show, controls, [image, status], trigger_mode="always_last", show_progress="hidden",
+                queue=False)
+    for c in (seed, cls_a, cls_b):
+        c.change(show, controls, [image, status], show_progress="hidden")
+    seed.change(lambda: None, None, base)
+    upload.upload(partial(_ui_errors(explore_upload), models), [model, upload], [base, status]).then(
+        show, controls, [image, status])
+    reset.click(lambda: [0.0] * N_SLIDERS, None, sliders).then(show, controls, [image, status])
+    handoff.click(partial(_ui_errors(explore_handoff), models), controls, [start, tabs, status])
+    return (cls_a, cls_b), (show, controls, image, status)
 
 
 def _score_tab(models: Models, model: Any) -> None:
@@ -271,10 +433,16 @@ def build(models: Models, default: str) -> gr.Blocks:
         gr.Markdown("# gansample\nSample, explore and judge a GAN: the generator makes images, "
                     "the discriminator says how real they look (higher D score = more real).")
         model = gr.Dropdown(models.names(), value=default, label="Model")
-        cls = _generate_tab(models, model, cls_choices)
-        w_cls = _interpolate_tab(models, model, cls_choices)
-        _score_tab(models, model)
-        model.change(partial(_ui_errors(on_model), models), model, [cls, w_cls])
+        start = gr.State(None)  # a latent handed from Explore to Interpolate
+        with gr.Tabs() as tabs:
+            cls = _generate_tab(models, model, cls_choices)
+            e_cls, (show, controls, image, e_status) = _explore_tab(models, model, cls_choices, start, tabs)
+            w_cls, use_start, w_status = _interpolate_tab(models, model, cls_choices, start)
+            _score_tab(models, model)
+        start.change(lambda s: gr.update(value=bool(s)), start, use_start)
+        model.change(partial(_ui_errors(on_model), models), model, [cls, w_cls, *e_cls]).then(
+            show, controls, [image, e_status])
+        demo.load(show, controls, [image, e_status])
     return demo
 
 

@@ -131,6 +131,55 @@ def test_browser_upload_and_score(page, sample_files):
     _shot(page, "score")
 
 
+def _explore_src(page) -> str:
+    return page.locator("#explore-image img").get_attribute("src", timeout=30_000) or ""
+
+
+def test_browser_explore_slider_changes_the_image(page):
+    """Moving a direction slider (keyboard on the range input, as a user would) updates
+    the image while it moves; the round trip is printed for the closing note."""
+    page.get_by_role("tab", name="Explore").click()
+    page.wait_for_selector("#explore-image img", timeout=60_000)
+    before = _explore_src(page)
+    slider = page.locator("#direction-0 input[type=range]")
+    times = []
+    for _ in range(5):
+        src = _explore_src(page)
+        t0 = time.perf_counter()
+        slider.focus()
+        page.keyboard.press("ArrowRight")
+        page.wait_for_function(
+            "prev => { const i = document.querySelector('#explore-image img'); return i && i.src !== prev; }",
+            arg=src, timeout=30_000)
+        times.append(time.perf_counter() - t0)
+    assert _explore_src(page) != before
+    assert float(page.locator("#direction-0 input[type=number]").input_value()) == pytest.approx(0.5)
+    times.sort()
+    print(f"\nexplore slider -> image round trip: median {times[2] * 1000:.0f} ms, max {times[-1] * 1000:.0f} ms")
+    assert "seed 0" in page.locator("#explore-status").inner_text()
+    _shot(page, "explore")
+
+
+def test_browser_explore_upload_projects_and_hands_off(page, sample_files):
+    files, _ = sample_files
+    page.get_by_role("tab", name="Explore").click()
+    src = _explore_src(page)
+    page.locator("#explore-upload input[type=file]").set_input_files(str(files[0]))
+    page.get_by_text("projected (pixel RMSE").first.wait_for(timeout=60_000)
+    page.wait_for_function(
+        "prev => { const i = document.querySelector('#explore-image img'); return i && i.src !== prev; }",
+        arg=src, timeout=30_000)
+    page.click("#explore-handoff")
+    page.wait_for_selector("#interpolate-btn", state="visible", timeout=30_000)
+    assert page.locator("#use-start input[type=checkbox]").is_checked()
+    page.click("#interpolate-btn")
+    page.get_by_text("frames").first.wait_for(timeout=60_000)
+    status = page.locator("#interpolate-status").inner_text()
+    # Keyframes 3,17,42 after the handed-over latent, looped: 4 transitions of 24 frames.
+    assert "96 frames" in status
+    page.locator("#use-start input[type=checkbox]").uncheck()
+
+
 def test_browser_bad_count_shows_message(page):
     page.get_by_role("tab", name="Generate").click()
     count = page.get_by_label("Count (1-256)")
