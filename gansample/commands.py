@@ -228,7 +228,7 @@ def project(a: argparse.Namespace) -> int:
     fx = features_for(g, a.features, a.device)
     outdir = ensure_outdir(a.out, "out")
     taken: set[str] = set()
-    rows = []
+    rows: list[dict[str, Any]] = []
     for t in good:
         assert t.image is not None
         for note in t.notes:
@@ -362,6 +362,8 @@ def info(a: argparse.Namespace) -> int:
     entries = {f"generator ({v})": p for v, p in files.generators.items()}
     if files.discriminator:
         entries["discriminator"] = files.discriminator
+    if files.encoder:
+        entries["encoder"] = files.encoder
     if not entries:
         raise GansampleError(f"model: {a.model!r} has no ONNX files", "model")
     report: dict[str, Any] = {"model": files.name, "folder": str(files.folder),
@@ -378,6 +380,8 @@ def info(a: argparse.Namespace) -> int:
                                   "outputs": [f"{n} {t} {sh}" for n, t, sh in d["outputs"]]}
     assert meta is not None
     report["metadata"] = {k: v for k, v in meta.__dict__.items() if k not in ("variant", "output")}
+    from .registry import DIRECTIONS_FILE
+    report["directions"] = (files.folder / DIRECTIONS_FILE).name if (files.folder / DIRECTIONS_FILE).is_file() else None
     if a.format == "json":
         print(json.dumps(report, indent=2))
         return 0
@@ -400,13 +404,16 @@ def _print_info(report: dict[str, Any], files: Any) -> None:
     print(f"seed rule:  {m['seed_rule']}")
     if m["metrics"]:
         print("metrics:    " + ", ".join(f"{k}={v}" for k, v in m["metrics"].items()))
+    if report.get("directions"):
+        print(f"directions: {report['directions']} (gansample edit, the Explore tab)")
     print(f"providers:  available {', '.join(report['providers_available'])}; "
           f"CUDA {'usable' if report['cuda_usable'] else 'not usable: ' + report['cuda_note']}")
     for label, f in report["files"].items():
         print(f"{label}: {f['file']} ({f['size_mb']} MB) on {f['provider']}")
         print(f"    in:  {'; '.join(f['inputs'])}")
         # A discriminator's metadata "output" names the image layout it takes.
-        layout = f"raw logits; images in as {f['output']}" if label == "discriminator" else f["output"]
+        layout = (f"images in as {f['output']}" + ("; raw logits" if label == "discriminator" else "")
+                  if label in ("discriminator", "encoder") else f["output"])
         print(f"    out: {'; '.join(f['outputs'])}  [{layout}]")
 
 

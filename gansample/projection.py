@@ -28,7 +28,7 @@ import numpy as np
 
 from .errors import GansampleError, bad_value, check_count
 from .generator import Generator
-from .session import Session
+from .session import Device, Session
 
 MAX_STEPS = 10_000
 MAX_POPSIZE = 1024
@@ -41,7 +41,7 @@ SCREEN = 256  # random latents screened per class for the start
 class Encoder:
     """An ``encoder.onnx``: uint8 images NHWC -> (z [N, z_dim], class logits [N, K] or None)."""
 
-    def __init__(self, path: str | os.PathLike[str], device: str = "auto", threads: int | None = None) -> None:
+    def __init__(self, path: str | os.PathLike[str], device: "str | Device" = "auto", threads: int | None = None) -> None:
         self.session = Session(path, device, threads)
         self.info = self.session.info
         if self.info.role != "encoder":
@@ -225,7 +225,7 @@ def project(g: Generator, images: np.ndarray, cls: "int | str | None" = None, st
         else:
             classes = [-1]
         # Start: the encoder's guess against a screen of random latents (per candidate class).
-        best = (np.inf, None, None, None)
+        best: tuple[float, Any, Any, Any] = (np.inf, None, None, None)
         for k in classes:
             cands = rng.standard_normal((SCREEN if enc is None else popsize, info.z_dim)).astype(np.float32)
             if z_enc is not None:

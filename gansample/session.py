@@ -182,6 +182,9 @@ def check_contract(s: Session) -> None:
     count), with one probe run at batch 1, so a mismatched file fails when it is opened
     with one line naming the mismatch, not later inside onnxruntime or numpy."""
     info = s.info
+    if info.role == "encoder":
+        _check_encoder(s)
+        return
     if info.role not in ("generator", "discriminator"):
         return
     inputs = {i.name: i for i in s.sess.get_inputs()}
@@ -232,3 +235,24 @@ def check_contract(s: Session) -> None:
         ok = tuple(y.shape) == out_shape
     if not ok:
         raise fail(f"a probe run returned shape {list(y.shape)}; the metadata implies {list(out_shape)}")
+
+
+def _check_encoder(s: Session) -> None:
+    """An encoder takes uint8 images NHWC and returns z [N, z_dim] (+ class_logits)."""
+    info = s.info
+    r, c = info.img_resolution, info.img_channels
+    inputs = s.sess.get_inputs()
+    outputs = [o.name for o in s.sess.get_outputs()]
+    want = ["z", "class_logits"] if info.num_classes else ["z"]
+    if [i.name for i in inputs] != ["images"] or inputs[0].type != "tensor(uint8)" or outputs != want:
+        raise GansampleError(f"model: {s.path} does not match its gansample metadata: an encoder takes "
+                             f"'images' (uint8) and returns {want}; this graph takes "
+                             f"{[(i.name, i.type) for i in inputs]} and returns {outputs}", "model")
+    try:
+        z = s.sess.run(["z"], {"images": np.zeros((1, r, r, c), np.uint8)})[0]
+    except Exception as e:  # onnxruntime's own exception types
+        raise GansampleError(f"model: {s.path}: a probe run with {r}x{r}x{c} images failed: {first_line(e)}",
+                             "model") from None
+    if tuple(z.shape) != (1, info.z_dim):
+        raise GansampleError(f"model: {s.path}: the encoder returned z of shape {list(z.shape)}; the metadata "
+                             f"implies [1, {info.z_dim}]", "model")

@@ -215,7 +215,9 @@ def walk(models: Models, name: str, seed_text: str, steps: Any, method: str, loo
                             g.truncate(latents_for_seeds(list(keys), g.info.z_dim), psi_v)])
         labels = None
         if g.info.conditional and fixed is None:
-            labels = np.concatenate([[int(start["label"])], g.labels_for(list(keys), None)])  # type: ignore[list-item]
+            seed_labels = g.labels_for(list(keys), None)
+            assert seed_labels is not None
+            labels = np.concatenate([np.array([int(start["label"])], np.int64), seed_labels])
         res = interpolate(g, None, n_steps, method, bool(loop), psi_v, fixed, latents=z, labels=labels)
     else:
         res = interpolate(g, list(keys), n_steps, method, bool(loop), psi, _class_arg(g, cls))
@@ -403,11 +405,10 @@ def _explore_tab(models: Models, model: Any, cls_choices: list[str], start: Any,
     controls = [model, seed, base, psi, cls_a, cls_b, blend, *sliders]
     show = partial(_ui_errors(explore), models)
     # .input fires while a slider is dragged; always_last drops stale positions under load.
-    for c in (*sliders, psi, blend):
-        c.input(show, controls, [image, status], trigger_mode="always_last", show_progress="hidden",
-                queue=False)
-    for c in (seed, cls_a, cls_b):
-        c.change(show, controls, [image, status], show_progress="hidden")
+    for slider in (*sliders, psi, blend):
+        slider.input(show, controls, [image, status], trigger_mode="always_last", show_progress="hidden")
+    for field in (seed, cls_a, cls_b):
+        field.change(show, controls, [image, status], show_progress="hidden")
     seed.change(lambda: None, None, base)
     upload.upload(partial(_ui_errors(explore_upload), models), [model, upload], [base, status]).then(
         show, controls, [image, status])
