@@ -412,8 +412,8 @@ def _print_info(report: dict[str, Any], files: Any) -> None:
         print(f"{label}: {f['file']} ({f['size_mb']} MB) on {f['provider']}")
         print(f"    in:  {'; '.join(f['inputs'])}")
         # A discriminator's metadata "output" names the image layout it takes.
-        layout = (f"images in as {f['output']}" + ("; raw logits" if label == "discriminator" else "")
-                  if label in ("discriminator", "encoder") else f["output"])
+        layout = {"discriminator": f"raw logits; images in as {f['output']}",
+                  "encoder": f"images in as {f['output']}"}.get(label, f["output"])
         print(f"    out: {'; '.join(f['outputs'])}  [{layout}]")
 
 

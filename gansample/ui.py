@@ -282,7 +282,7 @@ def explore(models: Models, name: str, seed: Any, base: dict[str, Any] | None, p
     g, _ = models.get(name)
     z, weights, note = explore_latent(models, name, seed, base, psi, cls_a, cls_b, blend, *amounts)
     img = _render_latent(g, z, weights, g.check_psi(psi))
-    src = "projected upload" if base and base.get("model") == g.name else f"seed {int(seed or 0)}"
+    src = str(base.get("note", "projected upload")) if base and base.get("model") == g.name else f"seed {int(seed or 0)}"
     big = _upscale(img, EXPLORE_SIZE)
     return (big[..., 0] if big.shape[2] == 1 else big), _status(g, t0, src + (f" · {note}" if note else ""))
 
@@ -299,13 +299,14 @@ def explore_upload(models: Models, name: str, path: Any) -> tuple[dict[str, Any]
         raise GansampleError(f"image: {target.error}")
     p = project(g, target.image[None], features=features_for(g, None, models.device))
     notes = target.notes + p.notes
-    base = {"model": g.name, "z": p.latents[0].tolist(), "label": None if p.labels is None else int(p.labels[0])}
-    return base, _status(g, t0, f"projected (pixel RMSE {p.pixel_rmse[0]:.1f})" + (
-        " · " + "; ".join(notes) if notes else ""))
+    what = f"projected upload (pixel RMSE {p.pixel_rmse[0]:.1f})" + (" · " + "; ".join(notes) if notes else "")
+    base = {"model": g.name, "z": p.latents[0].tolist(), "label": None if p.labels is None else int(p.labels[0]),
+            "note": what}
+    return base, _status(g, t0, what)
 
 
 def explore_handoff(models: Models, name: str, seed: Any, base: dict[str, Any] | None, psi: Any, cls_a: str | None,
-                    cls_b: str | None, blend: Any, *amounts: Any) -> tuple[dict[str, Any], Any, str]:
+                    cls_b: str | None, blend: Any, *amounts: Any) -> tuple[dict[str, Any], Any, Any, str]:
     """"Use this latent": hand the explored latent to the Interpolate tab as its first keyframe."""
     g, _ = models.get(name)
     z, weights, _ = explore_latent(models, name, seed, base, psi, cls_a, cls_b, blend, *amounts)
@@ -313,7 +314,7 @@ def explore_handoff(models: Models, name: str, seed: Any, base: dict[str, Any] |
     msg = "the walk starts at the explored latent" + (
         " (its strongest class)" if weights is not None and np.count_nonzero(weights) > 1 else "")
     return ({"model": g.name, "z": z.tolist(), "label": label}, gr.Tabs(selected="interpolate"),
-            msg)
+            gr.update(value=True), msg)
 
 
 def score(models: Models, name: str, files: Any) -> tuple[list[list[Any]], str]:
@@ -378,7 +379,7 @@ def _interpolate_tab(models: Models, model: Any, cls_choices: list[str], start: 
     return cls, use_start, status
 
 
-def _explore_tab(models: Models, model: Any, cls_choices: list[str], start: Any, tabs: Any) -> tuple[Any, Any]:
+def _explore_tab(models: Models, model: Any, cls_choices: list[str]) -> tuple[Any, Any]:
     d = models.directions(model.value)
     with gr.Tab("Explore", id="explore"):
         base = gr.State(None)
@@ -413,8 +414,7 @@ def _explore_tab(models: Models, model: Any, cls_choices: list[str], start: Any,
     upload.upload(partial(_ui_errors(explore_upload), models), [model, upload], [base, status]).then(
         show, controls, [image, status])
     reset.click(lambda: [0.0] * N_SLIDERS, None, sliders).then(show, controls, [image, status])
-    handoff.click(partial(_ui_errors(explore_handoff), models), controls, [start, tabs, status])
-    return (cls_a, cls_b), (show, controls, image, status)
+    return (cls_a, cls_b), (show, controls, image, status, handoff)
 
 
 def _score_tab(models: Models, model: Any) -> None:
@@ -437,10 +437,10 @@ def build(models: Models, default: str) -> gr.Blocks:
         start = gr.State(None)  # a latent handed from Explore to Interpolate
         with gr.Tabs() as tabs:
             cls = _generate_tab(models, model, cls_choices)
-            e_cls, (show, controls, image, e_status) = _explore_tab(models, model, cls_choices, start, tabs)
+            e_cls, (show, controls, image, e_status, handoff) = _explore_tab(models, model, cls_choices)
             w_cls, use_start, w_status = _interpolate_tab(models, model, cls_choices, start)
             _score_tab(models, model)
-        start.change(lambda s: gr.update(value=bool(s)), start, use_start)
+        handoff.click(partial(_ui_errors(explore_handoff), models), controls, [start, tabs, use_start, e_status])
         model.change(partial(_ui_errors(on_model), models), model, [cls, w_cls, *e_cls]).then(
             show, controls, [image, e_status])
         demo.load(show, controls, [image, e_status])
