@@ -205,12 +205,28 @@ def test_periodic_evaluation_keeps_best_checkpoint(tmp_path):
     from gansample.training.config import TrainConfig
     from gansample.training.train import train
     cfg = TrainConfig(data="fashion-mnist", conditional=True, steps=4, batch_size=8, z_dim=16, g_width=8,
-                      d_width=8, sample_every=4, ckpt_every=4, log_every=2, threads=1, eval_every=2, eval_n=60)
+                      d_width=8, sample_every=4, ckpt_every=4, log_every=2, threads=1, eval_every=2, eval_n=60,
+                      tensorboard=True)
     run = train(cfg, tmp_path, progress=False)
     evals = [json.loads(l)["eval"] for l in (run / "metrics.jsonl").read_text().splitlines() if '"eval"' in l]
     assert len(evals) == 2 and all(e["n_fake"] == 60 and e["frechet_distance"] > 0 for e in evals)
     best = torch.load(run / "checkpoint-best.pt", weights_only=True)["best"]
     assert best["frechet_distance"] == min(e["frechet_distance"] for e in evals)
+    # Training you can watch: metrics.png after the evaluations, and TensorBoard events
+    # that tensorboard's own reader parses (losses, learning rate, img/s, metrics, grids).
+    from PIL import Image
+    plot = Image.open(run / "metrics.png")
+    assert plot.size[0] > plot.size[1] > 100
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    acc = EventAccumulator(str(run / "tensorboard"), size_guidance={"images": 0, "scalars": 0})
+    acc.Reload()
+    tags = acc.Tags()
+    assert {"train/loss_d", "train/loss_g", "train/lr_g", "train/img_per_s", "eval/frechet_distance",
+            "eval/recall"} <= set(tags["scalars"])
+    assert [e.step for e in acc.Scalars("eval/frechet_distance")] == [2, 4]
+    assert [e.value for e in acc.Scalars("eval/frechet_distance")] == pytest.approx(
+        [e["frechet_distance"] for e in evals], rel=1e-5)
+    assert "samples" in tags["images"] and acc.Images("samples")[-1].step == 4
 
 
 def test_ema_generator_is_saved_with_its_own_batchnorm_statistics(tiny_run):

@@ -13,7 +13,7 @@ RECIPES = ("gansample", "dcgan")
 NDA_KINDS = ("blank", "noise", "blur", "jigsaw")
 # Fields that may change when a run is resumed: the schedule, not the model or the data.
 RESUMABLE = ("steps", "d_finetune_steps", "nda", "sample_every", "ckpt_every", "keep_ckpts", "log_every",
-             "eval_every", "eval_n", "device", "threads", "amp")
+             "eval_every", "eval_n", "device", "threads", "amp", "tensorboard")
 
 
 @dataclass
@@ -61,6 +61,7 @@ class TrainConfig:
     device: str = "auto"
     amp: bool = True  # mixed precision on CUDA
     threads: int = 0  # torch intra-op threads on CPU; 0 = torch's default
+    tensorboard: bool = False  # TensorBoard event files in RUN/tensorboard (the 'tensorboard' extra)
 
     def validate(self) -> None:
         # Sizes are bounded before any tensor is built: a mistyped width or z_dim would

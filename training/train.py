@@ -34,6 +34,7 @@ from . import checkpoint as ckpt
 from .config import RESUMABLE, TrainConfig, dcgan_recipe
 from .data import BatchSchedule, ImageData, load_dataset
 from .export import quantize
+from .watch import TensorBoard, plot_metrics
 from .models import Discriminator, Generator, standing_stats
 
 log = logging.getLogger("gansample")
@@ -224,6 +225,8 @@ class Trainer:
         self.grid_z = torch.from_numpy(latents_for_seeds(range(GRID_SEEDS), cfg.z_dim)).to(self.device)
         self.grid_y = torch.from_numpy(labels_for_seeds(range(GRID_SEEDS), ncls)).to(self.device) if ncls else None
         self.evaluate: Callable[[Trainer], dict[str, float]] | None = None
+        # TensorBoard (rank 0; the 'tensorboard' extra), checked before any step is taken.
+        self.tb = TensorBoard(run_dir) if cfg.tensorboard and self.master else None
         self._stats_step: int | None = None  # step at which G_ema's BatchNorm stats were last recomputed
 
     # --- state ---------------------------------------------------------------------
@@ -371,7 +374,10 @@ class Trainer:
         imgs = self.G_ema(self.grid_z, self.grid_y)
         u8 = quantize(imgs.float()).cpu().numpy()
         path = self.run_dir / f"samples-{self.step:08d}.png"
-        save_png(make_grid(u8, cols=8), path, compress_level=6)
+        grid = make_grid(u8, cols=8)
+        save_png(grid, path, compress_level=6)
+        if self.tb is not None:
+            self.tb.grid(self.step, grid)
         return path
 
     # --- the loop --------------------------------------------------------------------
@@ -398,9 +404,12 @@ class Trainer:
                     ips = (self.step - step_last) * cfg.batch_size / max(now - t_last, 1e-9)
                     t_last, step_last = now, self.step
                     row = {"step": self.step, "kimg": self.step * cfg.batch_size / 1000,
-                           "img_per_s": round(ips, 1), **{k: round(v, 6) for k, v in stats.items()}}
+                           "img_per_s": round(ips, 1), **{k: round(v, 6) for k, v in stats.items()},
+                           "lr_g": self.opt_g.param_groups[0]["lr"], "lr_d": self.opt_d.param_groups[0]["lr"]}
                     log.write(json.dumps(row) + "\n")
                     log.flush()
+                    if self.tb is not None:
+                        self.tb.scalars(self.step, row)
                     bar.set_postfix(D=f"{stats['loss_d']:.3f}", G=f"{stats['loss_g']:.3f}",
                                     img_s=f"{ips:.0f}")
                 bar.update(1)
@@ -415,6 +424,10 @@ class Trainer:
             bar.close()
             if self.d_step < cfg.d_finetune_steps:
                 self._finetune_d(log, progress)
+        if self.master:
+            plot_metrics(self.run_dir)  # the whole run, whether or not it was evaluated
+            if self.tb is not None:
+                self.tb.close()
         return self.run_dir
 
     def _finetune_d(self, log: Any, progress: bool) -> None:
@@ -444,6 +457,10 @@ class Trainer:
         self.refresh_ema_stats()
         metrics = self.evaluate(self)
         log.write(json.dumps({"step": self.step, "eval": metrics}) + "\n")
+        log.flush()
+        if self.tb is not None:
+            self.tb.scalars(self.step, metrics, "eval")
+        plot_metrics(self.run_dir)
         fd = metrics["frechet_distance"]
         if self.best is None or fd < self.best["frechet_distance"]:
             self.best = {"step": self.step, "frechet_distance": fd, "file": ckpt.checkpoint_name(self.step)}
