@@ -9,7 +9,7 @@ from typing import Any
 
 from gansample.errors import GansampleError, bad_value
 
-RECIPES = ("gansample", "dcgan")
+RECIPES = ("gansample", "dcgan", "fastgan")
 NDA_KINDS = ("blank", "noise", "blur", "jigsaw")
 # Fields that may change when a run is resumed: the schedule, not the model or the data.
 RESUMABLE = ("steps", "d_finetune_steps", "nda", "sample_every", "ckpt_every", "keep_ckpts", "log_every",
@@ -119,6 +119,14 @@ def dcgan_recipe(cfg: TrainConfig) -> TrainConfig:
     return dataclasses.replace(cfg, recipe="dcgan", loss="bce", lr_g=2e-4, lr_d=2e-4, beta1=0.5,
                                beta2=0.999, ema_beta=0.0, augment="", r1_gamma=0.0, ms_weight=0.0,
                                d_norm="none")
+
+
+def fastgan_recipe(cfg: TrainConfig) -> TrainConfig:
+    """Small colour sets (training/models.py): skip-layer excitation in G, a reconstruction
+    decoder in D, spectral norm everywhere in D, hinge loss, colour + translation
+    DiffAugment; the EMA, mode-seeking term and Adam settings of the gansample recipe."""
+    return dataclasses.replace(cfg, recipe="fastgan", loss="hinge", d_norm="spectral",
+                               augment=cfg.augment if cfg.augment != "translation" else "color,translation")
 
 
 def _parse(name: str, text: str, typ: Any) -> Any:

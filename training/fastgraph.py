@@ -125,6 +125,7 @@ class PhaseGenerator(nn.Module):
         if any(isinstance(m, nn.BatchNorm2d) for m in g.modules()):
             raise ValueError("PhaseGenerator needs a generator with its BatchNorms folded")
         self.embed = g.embed
+        self.sle = g.sle  # skip-layer excitation gates (fastgan recipe), applied per stage as in G
         self.base, self.c0 = g.base, g.ws[0]
         self.fc = g.fc[0]
         # Every transposed conv but the last: frame conv, then interleave.
@@ -154,11 +155,17 @@ class PhaseGenerator(nn.Module):
     def synthesize(self, h: torch.Tensor) -> torch.Tensor:
         n = h.shape[0]
         x = F.relu(self.fc(h)).view(n, self.c0, self.base, self.base)
+        maps = [x]
         for up in self.up:
             x = up(x)
+            if self.sle is not None and len(maps) >= 2:
+                x = x * self.sle[len(maps) - 2](maps[-2])
+            maps.append(x)
         # Last transposed conv onto the frame: [n, (a, b, c), H+1, W+1], H = half the output.
         hp, c, ch = self.phase, self.c_last, self.channels
         f = F.relu(self.last(x)).view(n, 2, 2, c, hp + 1, hp + 1) * self.mask
+        if self.sle is not None:  # the gate of the last stage, per channel on every phase
+            f = f * self.sle[len(maps) - 2](maps[-2]).view(n, 1, 1, c, 1, 1)
         # Output conv on the frame: a MatMul over channels, then four shifted adds.
         t = torch.matmul(self.w_out, f.view(n, 4 * c, (hp + 1) ** 2)).view(n, 2, 2, 4 * ch, hp + 1, hp + 1)
         o = t[:, 0, 0, :, :hp, :hp] + t[:, 0, 1, :, :hp, 1:] + t[:, 1, 0, :, 1:, :hp] + t[:, 1, 1, :, 1:, 1:]

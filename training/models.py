@@ -1,5 +1,12 @@
 """Generator and discriminator for 28, 32, 64 and 128 px images.
 
+The `fastgan` recipe (for small colour sets, after Liu et al. 2021, "FastGAN") adds
+skip-layer excitation to G (sle=True: each feature map gates the channels of the map two
+upsamplings later, so coarse layout steers fine texture through a short path) and a
+reconstruction decoder to D (recon=True: D must rebuild the real image from its coarsest
+features, which keeps it from memorising a small set), with hinge loss and colour +
+translation DiffAugment (config.fastgan_recipe).
+
 DCGAN-family convolutional nets. The `gansample` recipe adds what a GAN engineer
 would choose today: spectral norm and a projection head in D (Miyato 2018), hinge
 loss, an EMA of G's weights and differentiable augmentation (see train.py). The
@@ -10,6 +17,7 @@ kept as the baseline that the quality claims are measured against.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
@@ -34,14 +42,28 @@ def _widths(resolution: int, width: int) -> list[int]:
     return [min(width * 2 ** (n - i), width * 8) for i in range(n + 1)]
 
 
+class SkipExcitation(nn.Module):
+    """Skip-layer excitation: a low-resolution map [B, cin, h, w] -> channel gates
+    [B, cout, 1, 1] in (0, 1) for a map two upsamplings later. Global pooling (not
+    FastGAN's 4x4 pooling) works at every base size, 7 for 28 px included."""
+
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(cin, cout, 1), nn.LeakyReLU(0.1),
+                                 nn.Conv2d(cout, cout, 1), nn.Sigmoid())
+
+    def forward(self, low: torch.Tensor) -> torch.Tensor:
+        return self.net(low)
+
+
 class Generator(nn.Module):
     """z [B, z_dim] (+ label [B]) -> image [B, C, H, W] in [-1, 1]."""
 
     def __init__(self, z_dim: int = 64, resolution: int = 28, channels: int = 1,
-                 num_classes: int = 0, width: int = 64) -> None:
+                 num_classes: int = 0, width: int = 64, sle: bool = False) -> None:
         super().__init__()
         self.args = dict(z_dim=z_dim, resolution=resolution, channels=channels,
-                         num_classes=num_classes, width=width)
+                         num_classes=num_classes, width=width, **({"sle": True} if sle else {}))
         self.z_dim, self.num_classes = z_dim, num_classes
         self.base = base_size(resolution)
         ws = _widths(resolution, width)
@@ -58,6 +80,8 @@ class Generator(nn.Module):
         self.blocks = nn.Sequential(*blocks)
         self.to_img = nn.Sequential(nn.Conv2d(ws[-1], channels, 3, 1, 1), nn.Tanh())
         self.ws = ws
+        # Gate i: from the map after stage i (0 = the first map) into the map after stage i + 2.
+        self.sle = nn.ModuleList(SkipExcitation(ws[i], ws[i + 2]) for i in range(len(ws) - 2)) if sle else None
 
     def forward(self, z: torch.Tensor, label: torch.Tensor | None = None) -> torch.Tensor:
         if self.embed is not None:
@@ -74,21 +98,32 @@ class Generator(nn.Module):
 
     def synthesize(self, h: torch.Tensor) -> torch.Tensor:
         x = self.fc(h).view(h.shape[0], self.ws[0], self.base, self.base)
-        return self.to_img(self.blocks(self.fc_norm(x)))
+        x = self.fc_norm(x)
+        if self.sle is None:
+            return self.to_img(self.blocks(x))
+        # A stage ends at each ReLU (before and after BatchNorm folding alike).
+        maps = [x]
+        for m in self.blocks:
+            x = m(x)
+            if isinstance(m, nn.ReLU):
+                if len(maps) >= 2:
+                    x = x * self.sle[len(maps) - 2](maps[-2])
+                maps.append(x)
+        return self.to_img(x)
 
 
 class Discriminator(nn.Module):
     """image [B, C, H, W] in [-1, 1] (+ label [B]) -> raw logit [B]."""
 
     def __init__(self, resolution: int = 28, channels: int = 1, num_classes: int = 0,
-                 width: int = 64, recipe: str = "gansample", norm: str | None = None) -> None:
+                 width: int = 64, recipe: str = "gansample", norm: str | None = None, recon: bool = False) -> None:
         super().__init__()
         # norm: "spectral" (spectral norm on every layer), "batch" (BatchNorm after the
         # strided convs, spectral norm on the head) or "none" (the plain DCGAN D: BatchNorm,
         # no spectral norm anywhere).
-        norm = norm or ("spectral" if recipe == "gansample" else "none")
+        norm = norm or ("spectral" if recipe in ("gansample", "fastgan") else "none")
         self.args = dict(resolution=resolution, channels=channels, num_classes=num_classes,
-                         width=width, recipe=recipe, norm=norm)
+                         width=width, recipe=recipe, norm=norm, **({"recon": True} if recon else {}))
         self.num_classes = num_classes
         sn = spectral_norm if norm == "spectral" else (lambda m: m)
         use_bn = norm in ("batch", "none")
@@ -109,15 +144,29 @@ class Discriminator(nn.Module):
         self.head = head_sn(nn.Linear(feat, 1))
         # Projection discriminator: logit += <embed(y), phi(x)>.
         self.embed = head_sn(nn.Embedding(num_classes, feat)) if num_classes else None
+        # FastGAN's self-supervision: rebuild the (downscaled) real image from D's coarsest
+        # features, base -> 4 x base px. Training only: not part of the exported graph.
+        self.decoder = None
+        if recon:
+            c = ws[-1]
+            self.decoder = nn.Sequential(
+                nn.Upsample(scale_factor=2), nn.Conv2d(c, c // 2, 3, 1, 1), nn.BatchNorm2d(c // 2), nn.GLU(dim=1),
+                nn.Upsample(scale_factor=2), nn.Conv2d(c // 4, c // 4, 3, 1, 1), nn.BatchNorm2d(c // 4),
+                nn.GLU(dim=1), nn.Conv2d(c // 8, channels, 3, 1, 1), nn.Tanh())
 
-    def forward(self, x: torch.Tensor, label: torch.Tensor | None = None) -> torch.Tensor:
-        h = self.features(x).flatten(1)
+    def forward(self, x: torch.Tensor, label: torch.Tensor | None = None, recon: bool = False) -> Any:
+        """logits [B]; with ``recon`` (a D with a decoder, in training) also the decoder's
+        rebuilt image [B, C, 4b, 4b]: (logits, rebuilt)."""
+        f = self.features(x)
+        h = f.flatten(1)
         out = self.head(h).squeeze(1)
         if self.embed is not None:
             if label is None:
                 raise ValueError("label: this discriminator is class-conditional and needs labels")
             out = out + (self.embed(label) * h).sum(dim=1)
-        return out
+        if not recon:
+            return out
+        return out, (self.decoder(f) if self.decoder is not None else None)
 
 
 @torch.no_grad()

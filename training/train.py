@@ -31,7 +31,7 @@ from gansample.output import atomic_write, clean_stale_temps, ensure_outdir, sav
 from gansample.latents import labels_for_seeds, latents_for_seeds
 
 from . import checkpoint as ckpt
-from .config import RESUMABLE, TrainConfig, dcgan_recipe
+from .config import RESUMABLE, TrainConfig, dcgan_recipe, fastgan_recipe
 from .data import BatchSchedule, ImageData, load_dataset
 from .export import quantize
 from .watch import TensorBoard, plot_metrics
@@ -179,10 +179,12 @@ class Trainer:
             # default has changed since (older checkpoints predate some fields).
             self.g_args, self.d_args = dict(state["g_args"]), dict(state["d_args"])
         else:
+            fast = cfg.recipe == "fastgan"
             self.g_args = dict(z_dim=cfg.z_dim, resolution=data.resolution, channels=data.channels,
-                               num_classes=ncls, width=cfg.g_width)
+                               num_classes=ncls, width=cfg.g_width, **({"sle": True} if fast else {}))
             self.d_args = dict(resolution=data.resolution, channels=data.channels, num_classes=ncls,
-                               width=cfg.d_width, recipe=cfg.recipe, norm=cfg.d_norm)
+                               width=cfg.d_width, recipe=cfg.recipe, norm=cfg.d_norm,
+                               **({"recon": True} if fast else {}))
         for cls, args, what in ((Generator, self.g_args, "g_width/z_dim"), (Discriminator, self.d_args, "d_width")):
             ckpt.check_model_size(cls, args, what)
         self.G = Generator(**self.g_args).to(self.device)
@@ -290,9 +292,22 @@ class Trainer:
         with amp:
             with torch.no_grad():
                 fake = self.Gt(z, y_fake)
-            d_real = self.Dt(self._aug(real), y).float()
+            real_aug = self._aug(real)
+            recon = 0.0
+            if self.D.decoder is not None:
+                # D rebuilds the real image from its coarsest features (FastGAN): L1 against
+                # the augmented real batch, downscaled to the decoder's size.
+                d_real, rebuilt = self.Dt(real_aug, y, recon=True)
+                assert rebuilt is not None
+                target = F.adaptive_avg_pool2d(real_aug, rebuilt.shape[-1])
+                loss_rec = (rebuilt.float() - target.float()).abs().mean()
+                recon = float(loss_rec.detach())
+                d_real = d_real.float()
+            else:
+                d_real = self.Dt(real_aug, y).float()
+                loss_rec = None
             d_fake = self.Dt(self._aug(fake), y_fake).float()
-            loss_d = d_loss(cfg, d_real, d_fake)
+            loss_d = d_loss(cfg, d_real, d_fake) + (loss_rec if loss_rec is not None else 0.0)
         self.opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         r1 = 0.0
@@ -324,7 +339,7 @@ class Trainer:
         self._update_ema()
         self.step += 1
         return {"loss_d": loss_d.item(), "loss_g": loss_g.item(), "d_real": d_real.detach().mean().item(),
-                "d_fake": d_fake.detach().mean().item(), "r1": r1}
+                "d_fake": d_fake.detach().mean().item(), "r1": r1, **({"recon": recon} if self.D.decoder is not None else {})}
 
     def finetune_d_step(self) -> dict[str, float]:
         """D alone, logistic loss, G frozen: real vs G's samples and negative images."""
@@ -499,6 +514,8 @@ def _train(cfg: TrainConfig, outdir: str | Path, resume: str | None, progress: b
         run_dir = Path(state["path"]).parent
     if cfg.recipe == "dcgan" and (state is None):
         cfg = dcgan_recipe(cfg)
+    if cfg.recipe == "fastgan" and (state is None):
+        cfg = fastgan_recipe(cfg)
     cfg.validate()
     data = load_dataset(cfg.data, cfg.resolution, cfg.channels, cfg.conditional, cfg.data_dir, cfg.download)
     if data.skipped:
