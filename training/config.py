@@ -44,6 +44,7 @@ class TrainConfig:
     r1_every: int = 16  # lazy regularisation interval
     ema_beta: float = 0.999  # EMA of G's weights; 0 disables it
     ema_warmup: int = 500  # steps over which the EMA decay ramps up
+    standing_samples: int = 10_000  # latents G_ema's BatchNorm statistics are recomputed from
     augment: str = "translation"  # DiffAugment policy; "" disables it (cutout trained worse here)
     # After the GAN steps: train D alone against the frozen G with the logistic loss, so
     # its logits estimate log p_data/p_G as DRS assumes (Azadi et al. 2019), adding
@@ -57,6 +58,7 @@ class TrainConfig:
     log_every: int = 10
     eval_every: int = 0  # evaluate G_ema every N steps and keep the best checkpoint
     eval_n: int = 2000
+    features: str = ""  # features model .onnx for eval_every ("": the bundled one for the dataset)
     seed: int = 0
     device: str = "auto"
     amp: bool = True  # mixed precision on CUDA
@@ -70,7 +72,8 @@ class TrainConfig:
                                ("z_dim", "z_dim", 4096), ("g_width", "g_width", 4096),
                                ("d_width", "d_width", 4096), ("sample_every", "sample_every", 10**9),
                                ("ckpt_every", "ckpt_every", 10**9), ("log_every", "log_every", 10**9),
-                               ("keep_ckpts", "keep_ckpts", 10**6), ("r1_every", "r1_every", 10**6)):
+                               ("keep_ckpts", "keep_ckpts", 10**6), ("r1_every", "r1_every", 10**6),
+                               ("standing_samples", "standing_samples", 10**7)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= hi:
                 raise bad_value(flag, value, f"an integer from 1 to {hi}")

@@ -21,12 +21,27 @@ if TYPE_CHECKING:
 
 
 def make_evaluator(cfg: TrainConfig, data: ImageData) -> Callable[["Trainer"], dict[str, float]]:
-    if data.name not in ("fashion-mnist", "mnist") or data.resolution != 28:
-        raise bad_value("eval_every", cfg.eval_every, "periodic evaluation needs a dataset with a "
-                        "bundled feature extractor (fashion-mnist or mnist at 28 px)")
-    from gansample.evaluate import real_features
-    fx = FeatureExtractor(features_path(data.name), device="cpu")
-    real = real_features(fx, data.name, cfg.data_dir)
+    """Standard datasets: against their test split. Image folders (e.g. the emoji set):
+    against the training images themselves, with ``cfg.features`` or the bundled
+    features model named after the folder (exported/features/NAME.onnx)."""
+    from gansample.errors import GansampleError
+    standard = data.name in ("fashion-mnist", "mnist") and data.resolution == 28
+    path = cfg.features or None
+    if path is None:
+        try:
+            path = str(features_path(data.name))
+        except GansampleError:
+            raise bad_value("eval_every", cfg.eval_every, "periodic evaluation needs a features model: a "
+                            "bundled one (fashion-mnist, mnist at 28 px; exported/features/NAME.onnx) or "
+                            "--set features=FILE.onnx (python -m gansample.training.classifier)") from None
+    fx = FeatureExtractor(path, device="cpu")
+    if (fx.info.img_resolution, fx.info.img_channels) != (data.resolution, data.channels):
+        raise bad_value("features", path, f"a features model for {data.resolution} px x {data.channels} images")
+    if standard:
+        from gansample.evaluate import real_features
+        real = real_features(fx, data.name, cfg.data_dir)
+    else:
+        real = fx(np.ascontiguousarray(data.images.transpose(0, 2, 3, 1)))[0]
     seeds = list(range(cfg.eval_n))
 
     @torch.no_grad()

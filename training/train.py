@@ -380,7 +380,7 @@ class Trainer:
         """Give G_ema BatchNorm statistics of its own (once per step) before it samples a
         grid, is evaluated, saved, or used as D's opponent in fine-tuning."""
         if self._stats_step != self.step:
-            standing_stats(self.G_ema, self.device, seed=self.cfg.seed)
+            standing_stats(self.G_ema, self.device, samples=self.cfg.standing_samples, seed=self.cfg.seed)
             self._stats_step = self.step
 
     @torch.no_grad()
