@@ -32,8 +32,9 @@ class Classifier(nn.Module):
     """uint8 NHWC [B, H, W, C] -> (features [B, 128], logits [B, classes]). Takes the
     runtime's image layout directly, so generated images need no conversion."""
 
-    def __init__(self, num_classes: int = 10, channels: int = 1) -> None:
+    def __init__(self, num_classes: int = 10, channels: int = 1, resolution: int = 28) -> None:
         super().__init__()
+        self.resolution = resolution  # the size it was trained at (any size runs: global pooling)
         self.net = nn.Sequential(
             nn.Conv2d(channels, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
             nn.Conv2d(32, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2),
@@ -75,7 +76,7 @@ def train_classifier(name: str, epochs: int = 3, batch: int = 128, seed: int = 0
     else:
         xtr, ytr, xte, yte, names = folder_split(name, resolution, seed)
     xtr_t, ytr_t = torch.from_numpy(np.array(xtr)), torch.from_numpy(ytr)
-    model = Classifier(len(names), xtr.shape[-1])
+    model = Classifier(len(names), xtr.shape[-1], int(xtr.shape[1]))
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
     steps = epochs * (len(xtr) // batch)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps)
@@ -98,14 +99,15 @@ def train_classifier(name: str, epochs: int = 3, batch: int = 128, seed: int = 0
     with torch.no_grad():
         pred = torch.cat([model(torch.from_numpy(np.array(xte[i:i + 1000])))[1].argmax(1)
                           for i in range(0, len(xte), 1000)])
-    model.resolution = int(xtr.shape[1])
     return model, float((pred.numpy() == yte).mean()), names
 
 
 def export_classifier(model: Classifier, name: str, accuracy: float, out: Path,
                       class_names: list[str] | None = None) -> None:
     import onnx
-    r, c = getattr(model, "resolution", 28), model.net[0].in_channels
+    first = model.net[0]
+    assert isinstance(first, nn.Conv2d)
+    r, c = model.resolution, int(first.in_channels)
     dummy = torch.zeros(2, r, r, c, dtype=torch.uint8)
     batch = torch.export.Dim("batch", min=1, max=1 << 20)
     with warnings.catch_warnings(), redirect_stdout(io.StringIO()):
