@@ -22,6 +22,18 @@ def real_features(fx: FeatureExtractor, dataset: str, data_dir: str | None = Non
     return fx(x[..., None])[0]
 
 
+def _prepare(model: "str | os.PathLike[str] | Generator | None", dataset: str | None, features: str | None,
+             device: str) -> tuple[Generator, str, FeatureExtractor]:
+    """The generator, the dataset it is compared with, and that dataset's features model."""
+    g = model if isinstance(model, Generator) else Generator(model, device=device)
+    dataset = dataset or g.info.dataset
+    if not dataset:
+        raise GansampleError("dataset: the model does not record its dataset; pass --dataset NAME", "dataset")
+    if dataset not in datasets.KNOWN:
+        raise bad_value("dataset", dataset, f"a dataset with real test data: {', '.join(sorted(datasets.KNOWN))}")
+    return g, dataset, FeatureExtractor(features or features_path(dataset), device=device)
+
+
 def evaluate(model: str | os.PathLike[str] | Generator | None = None, n: int = 10_000, psi: float = 1.0,
              features: str | None = None, dataset: str | None = None, device: str = "auto",
              data_dir: str | None = None, images: np.ndarray | None = None,
@@ -30,13 +42,7 @@ def evaluate(model: str | os.PathLike[str] | Generator | None = None, n: int = 1
     split in the feature space of the dataset's classifier. Pass ``images`` (uint8
     [N, H, W, C]) to evaluate a given set instead, e.g. a filtered one."""
     n = check_count("n", n, 10, MAX_EVAL)
-    g = model if isinstance(model, Generator) else Generator(model, device=device)
-    dataset = dataset or g.info.dataset
-    if not dataset:
-        raise GansampleError("dataset: the model does not record its dataset; pass --dataset NAME", "dataset")
-    if dataset not in datasets.KNOWN:
-        raise bad_value("dataset", dataset, f"a dataset with real test data: {', '.join(sorted(datasets.KNOWN))}")
-    fx = FeatureExtractor(features or features_path(dataset), device=device)
+    g, dataset, fx = _prepare(model, dataset, features, device)
     if images is None:
         res = g.sample(n=n, psi=psi)
         images, intended = res.images, res.labels
@@ -92,13 +98,7 @@ def nearest(model: str | os.PathLike[str] | Generator | None = None, k: int = 16
     from .images import make_grid
     k = check_count("nearest", k, 1, MAX_NEAREST)
     n = check_count("n", n, max(10, k), MAX_EVAL)
-    g = model if isinstance(model, Generator) else Generator(model, device=device)
-    dataset = dataset or g.info.dataset
-    if not dataset:
-        raise GansampleError("dataset: the model does not record its dataset; pass --dataset NAME", "dataset")
-    if dataset not in datasets.KNOWN:
-        raise bad_value("dataset", dataset, f"a dataset with real data: {', '.join(sorted(datasets.KNOWN))}")
-    fx = FeatureExtractor(features or features_path(dataset), device=device)
+    g, dataset, fx = _prepare(model, dataset, features, device)
     train, _ = datasets.load_standard(dataset, "train", data_dir)
     test, _ = datasets.load_standard(dataset, "test", data_dir)
     f_train = fx(train[..., None])[0]
