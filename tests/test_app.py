@@ -347,3 +347,27 @@ def test_ui_callbacks_check_sizes_before_work() -> None:
     with pytest.raises(GansampleError, match="count: got nan"):
         ui.request_seeds("", 0, float("nan"))
     assert ui.request_seeds("", 5, 3.0) == [5, 6, 7]
+
+
+def test_explore_callbacks_check_their_inputs(tmp_path) -> None:
+    """Explore's controls come from the browser as raw numbers: bad ones are named, the
+    sliders at 0 give exactly the Generate image, and a non-image upload is refused."""
+    from gansample import GansampleError, Generator, ui
+    models = ui.Models([], "cpu")
+    name = ui.DEFAULT_MODEL
+    zeros = [0.0] * ui.N_SLIDERS
+    img, status = ui.explore(models, name, 7, None, 1.0, None, None, 0.0, *zeros)
+    plain = Generator(name, device="cpu").sample(seeds=[7]).images[0, :, :, 0]
+    k = ui.EXPLORE_SIZE // plain.shape[0]
+    assert (img[::k, ::k] == plain).all() and "seed 7" in status
+    moved, _ = ui.explore(models, name, 7, None, 1.0, None, None, 0.0, 2.0, *zeros[1:])
+    assert (moved != img).any()
+    with pytest.raises(GansampleError, match="seed: got -1"):
+        ui.explore(models, name, -1, None, 1.0, None, None, 0.0, *zeros)
+    with pytest.raises(GansampleError, match="direction"):
+        ui.explore(models, name, 7, None, 1.0, None, None, 0.0, float("nan"), *zeros[1:])
+    with pytest.raises(GansampleError, match="blend: got 2"):
+        ui.explore(models, name, 7, None, 1.0, "Coat", "Bag", 2, *zeros)
+    (tmp_path / "x.png").write_text("not an image")
+    with pytest.raises(GansampleError, match="image: not an image"):
+        ui.explore_upload(models, name, str(tmp_path / "x.png"))
