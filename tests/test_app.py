@@ -278,6 +278,7 @@ def test_palette_bomb_upload_is_refused_cheaply(app_server, tmp_path) -> None:
     assert after[1] - before[1] < 50, (before, after)
 
 
+@pytest.mark.slow  # a load test (benchmarks/load_app.py measures load)
 def test_twenty_concurrent_identical_clients(app_server, gradio_tmp) -> None:
     pytest.importorskip("gradio_client")
     sys.path.insert(0, str(ROOT / "benchmarks"))

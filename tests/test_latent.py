@@ -213,6 +213,7 @@ def test_bundled_model_round_trip(tmp_path):
 
 
 @needs_fashion
+@pytest.mark.slow  # features of all 70,000 Fashion-MNIST images
 def test_cli_evaluate_nearest_writes_grid(tmp_path, capsys):
     out = tmp_path / "near.png"
     assert run_cli("evaluate", "--n", "200", "--nearest", "4", "--nearest-out", out, "--format", "json") == 0

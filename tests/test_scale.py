@@ -77,6 +77,7 @@ def test_local_shards_are_read_by_standard_loaders(reference, tmp_path, fmt) -> 
     assert index["command"][:2] == ["gansample", "generate"]
 
 
+@pytest.mark.slow  # three 20,000-image sharded runs, one of them killed
 def test_killed_run_resumes_to_the_same_dataset(tmp_path) -> None:
     full = tmp_path / "full"
     assert _cli("generate", "-n", "20000", "--format", "webdataset", "--shard-size", "2000", "--outdir", full,
