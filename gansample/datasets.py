@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import GansampleError, bad_value
-from .files import atomic_write
+from .files import atomic_write, user_cache_dir
 
 ENV_DATA_DIR = "GANSAMPLE_DATA"
 
@@ -68,8 +68,7 @@ KNOWN: dict[str, DatasetInfo] = {
 
 
 def cache_dir() -> Path:
-    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(root) / "gansample" / "datasets"
+    return user_cache_dir("datasets")
 
 
 def read_idx(path: str | os.PathLike[str]) -> np.ndarray:

@@ -24,7 +24,7 @@ from typing import Sequence
 import numpy as np
 
 from .errors import GansampleError, bad_value, check_count
-from .files import file_sha256
+from .files import file_sha256, user_cache_dir
 from .generator import Generator
 from .registry import DIRECTIONS_FILE
 
@@ -60,8 +60,7 @@ class EditResult:
 
 
 def cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "gansample" / "directions"
+    return user_cache_dir("directions")
 
 
 def _source_file(g: Generator) -> Path:
@@ -91,16 +90,17 @@ def _activations(g: Generator, z: np.ndarray, labels: np.ndarray | None) -> tupl
     except ModuleNotFoundError:
         raise GansampleError("computing latent directions needs the onnx package: pip install 'gansample[wrap]' "
                              "(or use a model folder that ships directions.npz)", "model") from None
-    from .files import temp_dir
+    import tempfile
+
     from .session import Session
-    import shutil
 
     model = onnx.load(str(_source_file(g)))
     layer = _first_layer(model)
     model.graph.output.append(onnx.helper.make_tensor_value_info(layer, onnx.TensorProto.FLOAT, None))
-    tmp = Path(temp_dir(cache_dir().parent if not os.access(g.files.folder, os.W_OK) else g.files.folder, "pca"))
-    try:
-        path = tmp / "probe.onnx"
+    # The probe graph goes to the system's temporary folder: the model folder may be
+    # read-only and the cache folder may not exist yet.
+    with tempfile.TemporaryDirectory(prefix="gansample-pca-") as tmp:
+        path = Path(tmp) / "probe.onnx"
         onnx.save(model, str(path))
         s = Session(path, g.device, g.session_threads, check=False)
         feeds: dict[str, np.ndarray] = {"z": z}
@@ -113,8 +113,6 @@ def _activations(g: Generator, z: np.ndarray, labels: np.ndarray | None) -> tupl
             part = {k: v[i:i + 512] for k, v in feeds.items()}
             out.append(s.sess.run([layer], part)[0].reshape(len(part["z"]), -1).astype(np.float32))
         del s
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return np.concatenate(out), layer
 
 

@@ -33,6 +33,13 @@ def seed_filename(seed: int) -> str:
 
 
 # --- atomic files -----------------------------------------------------------------------
+def user_cache_dir(name: str) -> Path:
+    """~/.cache/gansample/NAME (or under $XDG_CACHE_HOME): downloaded datasets, computed
+    directions."""
+    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(root) / "gansample" / name
+
+
 def file_sha256(path: str | os.PathLike[str]) -> str:
     """Hex SHA-256 of a file's bytes (ties encoders and directions to their generator)."""
     import hashlib

@@ -11,11 +11,8 @@ guess is the starting point of the gradient-free refinement in gansample.project
 
 from __future__ import annotations
 
-import io
 import logging
 import time
-import warnings
-from contextlib import redirect_stdout
 from pathlib import Path
 from typing import Any, Callable
 
@@ -29,6 +26,8 @@ from gansample.errors import bad_value, check_count
 from gansample.files import atomic_write, ensure_outdir, file_sha256
 from gansample.generator import Generator
 from gansample.registry import ENCODER_FILE
+
+from .export import _to_onnx
 
 log = logging.getLogger("gansample")
 MAX_STEPS = 1_000_000
@@ -116,15 +115,7 @@ def export_encoder(enc: Encoder, g: Generator, figures: dict[str, Any], out: str
 
     info = g.info
     dummy = torch.zeros(2, info.img_resolution, info.img_resolution, info.img_channels, dtype=torch.uint8)
-    names = ["z", "class_logits"] if info.num_classes else ["z"]
-    batch = torch.export.Dim("batch", min=1, max=1 << 20)
-    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
-    with warnings.catch_warnings(), redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")
-        prog = torch.onnx.export(enc, (dummy,), None, input_names=["images"], output_names=names,
-                                 dynamic_shapes=({0: batch},), dynamo=True, verbose=False)
-    assert prog is not None
-    proto = prog.model_proto
+    proto = _to_onnx(enc, (dummy,), ["images"], ["z", "class_logits"] if info.num_classes else ["z"])
     gen_path = g.files.generators.get("fp32") or g.session.path  # the family's portable file
     meta = md.ModelInfo(role="encoder", img_resolution=info.img_resolution, img_channels=info.img_channels,
                         z_dim=info.z_dim, num_classes=info.num_classes, class_names=list(info.class_names),

@@ -130,7 +130,10 @@ def generator_inputs(z: torch.Tensor, label: torch.Tensor | None) -> tuple[tuple
     return ((z, label), ["z", "label"]) if label is not None else ((z,), ["z"])
 
 
-def _to_onnx(module: nn.Module, args: tuple[torch.Tensor, ...], names: list[str], output: str) -> Any:
+def _to_onnx(module: nn.Module, args: tuple[torch.Tensor, ...], names: list[str],
+             output: str | list[str]) -> Any:
+    """``module`` as an ONNX ModelProto with a dynamic batch on every input; ``output``
+    names its output (or outputs)."""
     import onnx
     batch = torch.export.Dim("batch", min=1, max=1 << 20)
     dyn = tuple({0: batch} for _ in names)
@@ -141,7 +144,8 @@ def _to_onnx(module: nn.Module, args: tuple[torch.Tensor, ...], names: list[str]
         logging.getLogger(name).setLevel(logging.CRITICAL)
     with warnings.catch_warnings(), redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
-        program = torch.onnx.export(module, args, None, input_names=names, output_names=[output],
+        program = torch.onnx.export(module, args, None, input_names=names,
+                                    output_names=[output] if isinstance(output, str) else output,
                                     dynamic_shapes=dyn, dynamo=True, optimize=True, verbose=False)
     assert program is not None
     model = program.model_proto

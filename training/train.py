@@ -34,7 +34,7 @@ from . import checkpoint as ckpt
 from .config import RESUMABLE, TrainConfig, dcgan_recipe, fastgan_recipe
 from .data import BatchSchedule, ImageData, load_dataset
 from .export import quantize
-from .watch import TensorBoard, plot_metrics
+from .watch import TensorBoard, plot_metrics, read_rows
 from .models import Discriminator, Generator, standing_stats
 
 log = logging.getLogger("gansample")
@@ -547,18 +547,7 @@ def _train(cfg: TrainConfig, outdir: str | Path, resume: str | None, progress: b
     return out
 
 
-def _jsonl_rows(path: Path) -> list[dict[str, Any]]:
-    """The rows of a JSONL log; a line cut off by a killed run is skipped."""
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            rows.append(json.loads(line))
-        except ValueError:
-            continue
-    return rows
-
-
 def img_per_s(run_dir: Path) -> float:
-    rows = _jsonl_rows(run_dir / "metrics.jsonl")
+    rows = read_rows(run_dir / "metrics.jsonl")
     rates = [r["img_per_s"] for r in rows if "img_per_s" in r][1:]  # first includes warm-up
     return float(np.median(rates)) if rates else 0.0

@@ -53,6 +53,8 @@ class TensorBoard:
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:
+    """The rows of a JSONL log (none when it does not exist yet); a line cut off by a
+    killed run is skipped."""
     rows = []
     if path.is_file():
         for line in path.read_text(encoding="utf-8").splitlines():
