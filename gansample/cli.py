@@ -355,7 +355,7 @@ def _configure_logging(quiet: bool) -> None:
 _NEGATIVE_VALUED = ("--range", "--amount")
 
 
-def _join_range(argv: list[str]) -> list[str]:
+def _join_negative_values(argv: list[str]) -> list[str]:
     """``--range -1,1`` as ``--range=-1,1`` (and ``--amount -3:3:7``): argparse would read
     a value that starts with '-' as an option."""
     out: list[str] = []
@@ -374,7 +374,7 @@ def _sigterm(signum: int, frame: Any) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = _join_range(list(sys.argv[1:] if argv is None else argv))
+    argv = _join_negative_values(list(sys.argv[1:] if argv is None else argv))
     if argv[:1] == ["app"]:
         # Everything after `app` belongs to the demo's own parser (--host, --port, --help ...).
         args = argparse.Namespace(command="app", args=argv[1:])

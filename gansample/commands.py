@@ -207,7 +207,8 @@ def project(a: argparse.Namespace) -> int:
     from .generator import Generator
     from .images import make_grid
     from .output import save_png, write_csv
-    from .projection import check_args, features_for, load_targets, project as run_projection, save_latents
+    from .projection import (check_args, features_for, load_encoder, load_targets, project as run_projection,
+                             save_latents)
 
     check_args(a.steps, a.popsize, a.feature_weight, a.d_weight)
     g = Generator(a.model, device=a.device, threads=a.threads, spinning=False)
@@ -226,6 +227,10 @@ def project(a: argparse.Namespace) -> int:
         from .discriminator import Discriminator
         d = Discriminator(a.model, device=a.device, threads=a.threads)
     fx = features_for(g, a.features, a.device)
+    # The encoder is opened (and its graph checked) once for the run, not once per image;
+    # without one, project() gets what it was asked for and says why there is none.
+    enc = load_encoder(g, False if a.no_encoder else None)[0]
+    encoder = enc if enc is not None else (False if a.no_encoder else None)
     outdir = ensure_outdir(a.out, "out")
     taken: set[str] = set()
     rows: list[dict[str, Any]] = []
@@ -234,7 +239,7 @@ def project(a: argparse.Namespace) -> int:
         for note in t.notes:
             log.info("%s: %s", t.path, note)
         p = run_projection(g, t.image[None], cls=a.cls, steps=a.steps, popsize=a.popsize,
-                           encoder=False if a.no_encoder else None, features=fx,
+                           encoder=encoder, features=fx,
                            feature_weight=a.feature_weight, d=d, d_weight=a.d_weight, seed=a.seed)
         if not rows:
             for note in p.notes:

@@ -46,9 +46,8 @@ class Encoder:
         self.info = self.session.info
         if self.info.role != "encoder":
             raise bad_value("encoder", str(path), f"an encoder (role 'encoder'); this file's role is {self.info.role!r}")
+        # Session checked the graph: 'images' in; 'z' (and 'class_logits') out.
         self.outputs = [o.name for o in self.session.sess.get_outputs()]
-        if "z" not in self.outputs:
-            raise GansampleError(f"encoder: {path} has no output 'z' (outputs: {self.outputs})", "encoder")
 
     def matches(self, g: Generator) -> str:
         """'' when this encoder was trained for ``g``'s graph family, else why not."""
@@ -198,9 +197,7 @@ def project(g: Generator, images: np.ndarray, cls: "int | str | None" = None, st
     if images.ndim != 4 or images.shape[1:] != (r, r, c) or images.dtype != np.uint8:
         raise bad_value("images", f"{images.dtype} {list(images.shape)}", f"uint8 [N, {r}, {r}, {c}]")
     check_count("images", len(images), 1, MAX_IMAGES, "1 or more images")
-    fixed = g.class_index(cls) if cls is not None else None
-    if cls is not None and not info.conditional:
-        g.class_index(cls)  # raises: unconditional
+    fixed = g.class_index(cls) if cls is not None else None  # refuses any class for unconditional models
     enc, note = load_encoder(g, encoder)
     if features is not None and (features.info.img_resolution, features.info.img_channels) != (r, c):
         raise bad_value("features", str(features.session.path), f"a features model for {r}x{r}x{c} images")

@@ -204,7 +204,7 @@ def walk(models: Models, name: str, seed_text: str, steps: Any, method: str, loo
     keys = parse_seeds(str(seed_text or ""), "seeds", 64)
     n_steps = check_count("steps", steps, 2, MAX_FRAMES, "a whole number")
     rate = check_count("fps", fps, 1, 50, "a whole number")
-    handoff = bool(use_start) and bool(start) and start is not None and start.get("model") == g.name
+    handoff = bool(use_start) and start is not None and start.get("model") == g.name
     frames = check_walk(len(keys) + handoff, n_steps, bool(loop), 1, g.info.img_resolution, g.info.img_channels,
                         max_frames=MAX_FRAMES)
     if handoff:
@@ -231,8 +231,8 @@ def _explore_base(g: Generator, seed: Any, base: dict[str, Any] | None) -> tuple
     if base and base.get("model") == g.name:
         return np.asarray(base["z"], np.float32), base.get("label")
     s = check_count("seed", 0 if seed is None else seed, 0, MAX_SEED, "a whole number")
-    label = s % g.info.num_classes if g.info.conditional else None
-    return latents_for_seeds([s], g.info.z_dim)[0], label
+    labels = g.labels_for([s], None)  # the seed rule, as Generate applies it
+    return latents_for_seeds([s], g.info.z_dim)[0], None if labels is None else int(labels[0])
 
 
 def explore_latent(models: Models, name: str, seed: Any, base: dict[str, Any] | None, psi: Any, cls_a: str | None,
