@@ -90,6 +90,12 @@ def _add_device_args(p: argparse.ArgumentParser) -> None:
                    help="CPU threads for onnxruntime (none: all cores)")
 
 
+def _add_variant_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--variant", default="auto", choices=("auto", "fp32", "uint8", "int8", "fp16"),
+                   help="which generator file runs (auto: fp16 on a GPU; on a CPU int8 where it passed "
+                        "its quality gate and measured faster, else uint8; 'info' says which and why)")
+
+
 def _add_sampling_args(p: argparse.ArgumentParser, class_help: str) -> None:
     """What picks the images besides the seeds: model, truncation, class (generate, interpolate)."""
     p.add_argument("--model", default=None, help="model name, folder or .onnx file (none: fashion-mnist)")
@@ -130,6 +136,7 @@ def _add_generate(sub: Any) -> None:
     _add_quiet(p)
     p.add_argument("-v", "--verbose", action="store_true", help="print the execution provider and timings")
     _add_device_args(p)
+    _add_variant_arg(p)
 
 
 def _add_interpolate(sub: Any) -> None:
@@ -148,6 +155,7 @@ def _add_interpolate(sub: Any) -> None:
     p.add_argument("--scale", type=int, default=1, help="integer upscaling of the frames")
     _add_quiet(p)
     _add_device_args(p)
+    _add_variant_arg(p)
 
 
 def _add_score(sub: Any) -> None:
@@ -165,6 +173,7 @@ def _add_info(sub: Any) -> None:
     p.add_argument("model", nargs="?", default=None, help="model name, folder or .onnx file")
     p.add_argument("--format", choices=("text", "json"), default="text", help="output format")
     _add_device_args(p)
+    _add_variant_arg(p)
 
 
 def _add_evaluate(sub: Any) -> None:
@@ -182,6 +191,7 @@ def _add_evaluate(sub: Any) -> None:
     p.add_argument("--nearest-out", default="nearest.png", help="where --nearest writes its grid")
     p.add_argument("--format", choices=("text", "json"), default="text", help="output format")
     _add_device_args(p)
+    _add_variant_arg(p)
 
 
 def _add_app(sub: Any) -> None:
@@ -284,6 +294,7 @@ def _add_project(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed of the search")
     _add_quiet(p)
     _add_device_args(p)
+    _add_variant_arg(p)
 
 
 def _add_edit(sub: Any) -> None:
@@ -295,6 +306,7 @@ def _add_edit(sub: Any) -> None:
     _add_sampling_args(p, "fix the class (none: each seed's own)")
     _add_quiet(p)
     _add_device_args(p)
+    _add_variant_arg(p)
 
 
 def _add_directions(sub: Any) -> None:

@@ -38,7 +38,7 @@ def generate(a: argparse.Namespace) -> int:
     from .output import ensure_outdir, write_samples
 
     t0 = time.perf_counter()
-    g = Generator(a.model, device=a.device, threads=a.threads, batch_size=a.batch_size,
+    g = Generator(a.model, device=a.device, variant=a.variant, threads=a.threads, batch_size=a.batch_size,
                   spinning=a.format != "png")
     psi = g.check_psi(a.trunc)
     if a.latents:
@@ -136,7 +136,7 @@ def interpolate(a: argparse.Namespace) -> int:
     from .interpolation import MAX_KEYFRAMES, MAX_STEPS, MAX_WALKS, check_output, check_walk, interpolate as walk, save
 
     kind = check_output(a.out, a.fps, a.scale)
-    g = Generator(a.model, device=a.device, threads=a.threads, spinning=False)
+    g = Generator(a.model, device=a.device, variant=a.variant, threads=a.threads, spinning=False)
     walks = check_count("walks", a.grid, 1, MAX_WALKS)
     steps = check_count("steps", a.steps, 2, MAX_STEPS)
     if a.seeds is not None:
@@ -211,7 +211,7 @@ def project(a: argparse.Namespace) -> int:
                              save_latents)
 
     check_args(a.steps, a.popsize, a.feature_weight, a.d_weight)
-    g = Generator(a.model, device=a.device, threads=a.threads, spinning=False)
+    g = Generator(a.model, device=a.device, variant=a.variant, threads=a.threads, spinning=False)
     if a.cls is not None:
         g.class_index(a.cls)  # validates --class before any work
     targets = load_targets(a.paths, g.info.img_resolution, g.info.img_channels)
@@ -275,7 +275,7 @@ def edit(a: argparse.Namespace) -> int:
     from .output import save_png, write_csv
 
     parse_amounts(a.amount)
-    g = Generator(a.model, device=a.device, threads=a.threads, spinning=False)
+    g = Generator(a.model, device=a.device, variant=a.variant, threads=a.threads, spinning=False)
     psi = g.check_psi(a.trunc)
     res = run_edit(g, a.seeds, a.direction, a.amount, psi, a.cls)
     outdir = ensure_outdir(a.outdir or str(Path("out") / f"{g.name}-edits"))
@@ -375,16 +375,25 @@ def info(a: argparse.Namespace) -> int:
                               "providers_available": ort.get_available_providers(),
                               "cuda_usable": cuda_status()[0], "cuda_note": cuda_status()[1], "files": {}}
     meta = None
+    if files.generators:
+        from .generator import Generator
+        g = Generator(a.model, device=a.device, variant=a.variant, threads=a.threads)
+        report["generator_in_use"] = {"file": g.session.path.name, "variant": g.info.variant,
+                                      "why": g.variant_reason}
+        if g.info.gate:
+            from .reduced import describe
+            report["generator_in_use"]["gate"] = describe(g.info.gate)
     for label, path in entries.items():
         s = Session(path, device)
         meta = meta or s.info
         d = s.describe()
         report["files"][label] = {"file": path.name, "size_mb": round(path.stat().st_size / 1e6, 3),
                                   "provider": d["provider"], "variant": s.info.variant, "output": s.info.output,
+                                  **({"gate": s.info.gate} if s.info.gate else {}),
                                   "inputs": [f"{n} {t} {sh}" for n, t, sh in d["inputs"]],
                                   "outputs": [f"{n} {t} {sh}" for n, t, sh in d["outputs"]]}
     assert meta is not None
-    report["metadata"] = {k: v for k, v in meta.__dict__.items() if k not in ("variant", "output")}
+    report["metadata"] = {k: v for k, v in meta.__dict__.items() if k not in ("variant", "output", "gate")}
     from .registry import DIRECTIONS_FILE
     report["directions"] = (files.folder / DIRECTIONS_FILE).name if (files.folder / DIRECTIONS_FILE).is_file() else None
     if a.format == "json":
@@ -413,8 +422,14 @@ def _print_info(report: dict[str, Any], files: Any) -> None:
         print(f"directions: {report['directions']} (gansample edit, the Explore tab)")
     print(f"providers:  available {', '.join(report['providers_available'])}; "
           f"CUDA {'usable' if report['cuda_usable'] else 'not usable: ' + report['cuda_note']}")
+    if "generator_in_use" in report:
+        use = report["generator_in_use"]
+        print(f"in use:     {use['file']}: {use['why']}")
     for label, f in report["files"].items():
         print(f"{label}: {f['file']} ({f['size_mb']} MB) on {f['provider']}")
+        if f.get("gate"):
+            from .reduced import describe
+            print(f"    gate: {describe(f['gate'])}")
         print(f"    in:  {'; '.join(f['inputs'])}")
         # A discriminator's metadata "output" names the image layout it takes.
         layout = {"discriminator": f"raw logits; images in as {f['output']}",
@@ -429,7 +444,7 @@ def evaluate(a: argparse.Namespace) -> int:
 
     if a.nearest and Path(a.nearest_out).suffix.lower() != ".png":
         raise GansampleError(f"nearest_out: got {a.nearest_out!r}; a .png file path", "nearest_out")
-    g = Generator(a.model, device=a.device, threads=a.threads)
+    g = Generator(a.model, device=a.device, variant=a.variant, threads=a.threads)
     rep = run_evaluation(g, n=a.n, psi=g.check_psi(a.trunc), features=a.features, dataset=a.dataset,
                          device=a.device, data_dir=a.data_dir).as_dict()
     near = _evaluate_nearest(a, g) if a.nearest else None

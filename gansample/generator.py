@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -14,7 +15,7 @@ from .metadata import FLOAT_NCHW, QUANT_OFFSET, QUANT_SCALE, ModelInfo
 from .registry import ModelFiles, resolve_model
 from .session import Device, Session, resolve_device
 
-VARIANTS = ("auto", "fp32", "uint8", "fp16")  # "mix" is used through Generator.run_mix
+VARIANTS = ("auto", "fp32", "uint8", "fp16", "int8")  # "mix" is used through Generator.run_mix
 PSI_RANGE = (0.0, 2.0)
 MAX_BATCH = 65_536
 MAX_BATCH_BYTES = 2**30  # one batch's float32 output
@@ -87,7 +88,7 @@ class Generator:
         if not self.files.generators:
             raise bad_value("model", str(model), "a model with a generator (generator*.onnx)")
         self.device: Device = resolve_device(device)
-        path = self._pick(variant)
+        path = self._pick(variant, threads, spinning, batch_size)
         # spinning: onnxruntime's worker threads busy-wait between parallel sections (its
         # default, the fastest for inference alone); `generate` turns it off while PNG
         # encoders need the same cores.
@@ -106,17 +107,27 @@ class Generator:
                             f"at most {MAX_BATCH_BYTES // (batch_bytes // batch_size)} for this model")
         self.batch_size = batch_size
 
-    def _pick(self, variant: str):
+    def _pick(self, variant: str, threads: int | None, spinning: bool, batch_size: int) -> Path:
+        """The file to run; ``variant_reason`` says why (``gansample info`` shows it)."""
         gens = {k: v for k, v in self.files.generators.items() if k != "mix"}
         if "given" in gens:
+            self.variant_reason = "the file given"
             return gens["given"]
         if variant != "auto":
             if variant not in gens:
                 raise bad_value("variant", variant, f"this model has: {', '.join(sorted(gens))}")
+            self.variant_reason = f"{variant}: asked for (variant={variant})"
             return gens[variant]
-        gpu = "CUDAExecutionProvider" in self.device.providers
-        order = ("fp16", "uint8", "fp32") if gpu else ("uint8", "fp32")
-        return next(gens[v] for v in order if v in gens)
+        if "CUDAExecutionProvider" in self.device.providers:
+            pick = next(v for v in ("fp16", "uint8", "fp32", "int8") if v in gens)
+            self.variant_reason = f"{pick}: the GPU default"
+        elif "uint8" in gens or "int8" in gens:
+            from .variants import choose_cpu
+            pick, self.variant_reason = choose_cpu(gens, threads, spinning, batch_size)
+        else:
+            pick = "fp32" if "fp32" in gens else next(iter(gens))
+            self.variant_reason = f"{pick}: the CPU default (this model has no uint8 or int8 variant)"
+        return gens[pick]
 
     # --- properties ------------------------------------------------------------------
     @property

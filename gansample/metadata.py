@@ -41,7 +41,7 @@ class ModelInfo:
     num_classes: int = 0
     class_names: list[str] = field(default_factory=list)
     output: str = FLOAT_NCHW  # generator: what it returns; discriminator: what it takes
-    variant: str = "fp32"  # fp32 | uint8 | fp16
+    variant: str = "fp32"  # fp32 | uint8 | fp16 | int8 | mix
     seed_rule: str = SEED_RULE
     name: str = ""
     dataset: str = ""
@@ -54,6 +54,9 @@ class ModelInfo:
     truncation: str = "z"
     provenance: str = "gansample-trainer"  # or "torch-module" (export_generator), "onnx-wrap"
     format_version: int = 1
+    # Reduced-precision variants: the quality gate's record (gansample.reduced.gate):
+    # pixel differences, Fréchet distance and recall against fp32, and "passed".
+    gate: dict[str, Any] = field(default_factory=dict)
 
     @property
     def conditional(self) -> bool:
@@ -96,6 +99,7 @@ class ModelInfo:
                 truncation=ours.get("truncation", "z"),
                 provenance=ours.get("provenance", "gansample-trainer"),
                 format_version=version,
+                gate=dict(json.loads(ours.get("gate", "{}"))),
             )
         except KeyError as e:
             raise GansampleError(f"{source}: gansample metadata lacks the key {PREFIX}{e.args[0]}") from None

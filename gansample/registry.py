@@ -11,7 +11,7 @@ from .errors import GansampleError, bad_value
 DEFAULT_MODEL = "fashion-mnist"
 ENV_MODELS = "GANSAMPLE_MODELS"  # extra folders of models, os.pathsep-separated
 GENERATOR_FILES = {"fp32": "generator.onnx", "uint8": "generator_uint8.onnx", "fp16": "generator_fp16.onnx",
-                   "mix": "generator_mix.onnx"}
+                   "int8": "generator_int8.onnx", "mix": "generator_mix.onnx"}
 DISCRIMINATOR_FILE = "discriminator.onnx"
 ENCODER_FILE = "encoder.onnx"  # image -> z (+ class logits), for projection
 DIRECTIONS_FILE = "directions.npz"  # principal latent directions (gansample.directions)

@@ -21,6 +21,7 @@ import numpy as np
 from . import metadata as md
 from .errors import bad_value, first_line
 from .files import atomic_write, ensure_outdir
+from .reduced import INT8_FILE, add_int8, features_for
 
 _FLOAT = {1, 10, 11, 16}  # FLOAT, FLOAT16, DOUBLE, BFLOAT16
 _INT = {2, 3, 4, 5, 6, 7, 12, 13}
@@ -31,12 +32,16 @@ def wrap_onnx(path: str | os.PathLike[str], out: str | os.PathLike[str], *, z_di
               output_range: tuple[float, float] = (-1.0, 1.0), layout: str = "NCHW",
               class_names: Sequence[str] | None = None, num_classes: int = 0, conditioning: str | None = None,
               name: str | None = None, output: str | None = None, resolution: int | None = None,
-              discriminator: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+              discriminator: str | os.PathLike[str] | None = None, int8: bool = True,
+              features: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     """Write ``generator.onnx`` and ``generator_uint8.onnx`` with the contract into ``out``
     (and ``discriminator.onnx`` from ``discriminator``, which takes images in the same
-    range and layout as the generator makes them)."""
+    range and layout as the generator makes them). ``int8``: also ``generator_int8.onnx``
+    where onnxruntime can quantise the graph, gated in the space of the ``features``
+    model (without one it is written but never chosen automatically)."""
     import onnx
     from onnx import TensorProto, helper
+    feats = features_for("", features) if int8 else None
 
     src = Path(path)
     try:
@@ -143,16 +148,19 @@ def wrap_onnx(path: str | os.PathLike[str], out: str | os.PathLike[str], *, z_di
     d_model = (_wrap_discriminator(discriminator, info, tuple(output_range), layout)
                if discriminator is not None else None)
     outdir = ensure_outdir(out, "out")
-    for f in ("generator_fp16.onnx", "generator_mix.onnx"):  # variants of an earlier model there
+    for f in ("generator_fp16.onnx", "generator_mix.onnx", INT8_FILE):  # variants of an earlier model there
         if (outdir / f).is_file():
             (outdir / f).unlink()
     atomic_write(outdir / "generator.onnx", m.SerializeToString())
     atomic_write(outdir / "generator_uint8.onnx", u8.SerializeToString())
     files = ["generator.onnx", "generator_uint8.onnx"]
+    report: dict[str, Any] = {"files": files}
+    if int8:
+        add_int8(outdir, feats, report)
     if d_model is not None:
         atomic_write(outdir / "discriminator.onnx", d_model.SerializeToString())
         files.append("discriminator.onnx")
-    return {"files": files, "smoke_shape": list(smoke.shape), "smoke_min": lo, "smoke_max": hi}
+    return {**report, "smoke_shape": list(smoke.shape), "smoke_min": lo, "smoke_max": hi}
 
 
 def _wrap_discriminator(path: str | os.PathLike[str], info: md.ModelInfo, output_range: tuple[float, ...],

@@ -20,6 +20,7 @@ import inspect
 import io
 import logging
 import math
+import os
 import pickle
 import warnings
 import zipfile
@@ -34,6 +35,7 @@ from torch import nn
 
 from gansample import metadata as md
 from gansample.errors import GansampleError, bad_value, first_line
+from gansample.reduced import add_int8, features_for
 
 from .export import _ort_run, _save, _simplify, _to_onnx, publish, quantize
 
@@ -280,7 +282,8 @@ def export_generator(G: nn.Module, out: str | Path, *, z_dim: int | None = None,
                      truncation: str = "z", mapping: str = "mapping", synthesis: str = "synthesis",
                      w_avg: torch.Tensor | str | None = "w_avg", discriminator: nn.Module | None = None,
                      name: str | None = None, fp16: bool = True, noise_seed: int = 0,
-                     source: str = "") -> dict[str, Any]:
+                     source: str = "", int8: bool = True,
+                     features: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     """Export any generator ``G`` (an ``nn.Module``) into the model folder ``out``.
 
     ``z_dim`` (or ``latent_shape``, e.g. ``(100, 1, 1)``; found by trying when only z_dim
@@ -289,8 +292,10 @@ def export_generator(G: nn.Module, out: str | Path, *, z_dim: int | None = None,
     (0, 1) and ``layout`` "NCHW" or "NHWC" of G's output; ``truncation`` "w" for a
     style-based G with ``G.mapping(z[, c]) -> w``, ``G.synthesis(w) -> image`` and an
     average ``w_avg`` (a tensor or the name of G's attribute); ``discriminator`` takes
-    images in the same range and layout. Returns a report: files, parity figures and the
-    exporter used. Raises GansampleError naming the argument on bad input or failed parity.
+    images in the same range and layout. ``int8``: also the int8 CPU variant, gated in the
+    space of the ``features`` model (without one it is written but never chosen
+    automatically). Returns a report: files, parity figures and the exporter used. Raises
+    GansampleError naming the argument on bad input or failed parity.
     """
     if not isinstance(G, nn.Module):
         raise bad_value("G", type(G).__name__, "a torch.nn.Module")
@@ -359,7 +364,14 @@ def export_generator(G: nn.Module, out: str | Path, *, z_dim: int | None = None,
     info.validate("G")
     d_adapter = (DiscriminatorAdapter(discriminator.eval(), num_classes, conditioning, rng, layout).eval()
                  if discriminator is not None else None)
-    return publish(Path(out), lambda stage: _write_variants(stage, make, d_adapter, info, fp16, noise))
+    feats = features_for("", features) if int8 else None
+
+    def build(stage: Path) -> dict[str, Any]:
+        report = _write_variants(stage, make, d_adapter, info, fp16, noise)
+        if int8:
+            add_int8(stage, feats, report)
+        return report
+    return publish(Path(out), build)
 
 
 def make_probe(G: nn.Module, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:

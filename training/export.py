@@ -32,6 +32,7 @@ from torch.nn.utils import parametrize
 
 from gansample import metadata as md
 from gansample.errors import GansampleError, bad_value, first_line
+from gansample.reduced import add_int8, features_for
 from gansample.registry import DISCRIMINATOR_FILE, GENERATOR_FILES
 from gansample.files import atomic_write, ensure_outdir, temp_dir, write_error
 
@@ -185,9 +186,12 @@ def source_commit() -> str:
 
 def export_checkpoint(checkpoint: str, out: str | os.PathLike[str], name: str | None = None,
                       fp16: bool = True, parity_batch: int = 16,
-                      metrics: dict[str, Any] | None = None) -> dict[str, Any]:
+                      metrics: dict[str, Any] | None = None, int8: bool = True,
+                      features: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     """Export G (EMA weights) and D of ``checkpoint`` into the folder ``out``; returns a
-    report with the parity figures. Raises GansampleError on bad input or failed parity."""
+    report with the parity figures. Raises GansampleError on bad input or failed parity.
+    ``int8``: also the int8 CPU variant, gated in the space of ``features`` (none: the
+    bundled features model of the checkpoint's dataset)."""
     outdir = Path(out)
     try:
         if outdir.exists() and not outdir.is_dir():
@@ -203,8 +207,14 @@ def export_checkpoint(checkpoint: str, out: str | os.PathLike[str], name: str | 
     except (KeyError, RuntimeError, TypeError) as e:
         raise GansampleError(f"checkpoint: {checkpoint} does not hold a usable gansample G/D "
                              f"({first_line(e)})", "checkpoint") from None
-    return publish(outdir, lambda stage: _export_models(G, D, state, stage, name or outdir.resolve().name, fp16,
-                                                         parity_batch, metrics))
+    feats = features_for(str(state.get("dataset", "")), features) if int8 else None
+
+    def build(stage: Path) -> dict[str, Any]:
+        report = _export_models(G, D, state, stage, name or outdir.resolve().name, fp16, parity_batch, metrics)
+        if int8:
+            add_int8(stage, feats, report)
+        return report
+    return publish(outdir, build)
 
 
 def publish(outdir: Path, build: Callable[[Path], dict[str, Any]]) -> dict[str, Any]:

@@ -1,0 +1,134 @@
+"""Which generator file `variant="auto"` runs, and why.
+
+On a GPU: fp16, then uint8, then fp32. On a CPU: the int8 variant when its metadata says
+it passed the quality gate (gansample.reduced) *and* it is faster than the uint8 variant
+on this CPU with these threads; otherwise uint8, then fp32. Whether int8 is faster depends
+on the CPU (int8 dot-product units: VNNI, AMX, Arm dot product), so it is measured once:
+a short interleaved run of both files (about a second), remembered in the user's cache
+folder per model file, CPU, thread count and onnxruntime version. ``--variant`` skips all
+of this.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import WriteError
+from .files import atomic_write, user_cache_dir
+
+SPEEDUP_NEEDED = 1.05  # int8 is chosen only when it measured at least this much faster
+PROBE_ROUNDS = 3
+PROBE_SECONDS = 0.08  # per file per round
+CACHE_FILE = "variant-choices.json"
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _key(int8: Path, uint8: Path, threads: int | None) -> str:
+    import onnxruntime as ort
+    parts = [cpu_name(), str(threads or os.cpu_count()), ort.__version__]
+    for p in (int8, uint8):
+        st = p.stat()
+        parts += [str(p.resolve()), str(st.st_size), str(st.st_mtime_ns)]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:24]
+
+
+def _cache_path() -> Path:
+    return user_cache_dir("variants") / CACHE_FILE
+
+
+def _read_cache() -> dict[str, Any]:
+    try:
+        data = json.loads(_cache_path().read_text(encoding="utf-8"))
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _remember(key: str, entry: dict[str, Any]) -> None:
+    data = _read_cache()
+    data[key] = entry
+    if len(data) > 200:  # a bounded file: the oldest entries go
+        data = dict(sorted(data.items(), key=lambda kv: kv[1].get("when", 0))[-200:])
+    try:
+        _cache_path().parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(_cache_path(), json.dumps(data, indent=1).encode())
+    except (OSError, WriteError):  # a read-only home: measured again next time
+        pass
+
+
+def _rate(sess: Any, feeds: dict[str, np.ndarray], seconds: float) -> float:
+    n, t0 = 0, time.perf_counter()
+    while True:
+        sess.run(feeds)
+        n += 1
+        dt = time.perf_counter() - t0
+        if dt >= seconds:
+            return n / dt
+
+
+def probe(int8: Path, uint8: Path, threads: int | None, spinning: bool, batch: int) -> dict[str, float]:
+    """Images per second of both files at ``batch``, interleaved rounds, medians."""
+    from . import latents as lat
+    from .session import Device, Session
+
+    cpu = Device("cpu", ["CPUExecutionProvider"])
+    sessions = {"int8": Session(int8, cpu, threads, spinning), "uint8": Session(uint8, cpu, threads, spinning)}
+    info = sessions["uint8"].info
+    seeds = list(range(batch))
+    feeds: dict[str, np.ndarray] = {"z": lat.latents_for_seeds(seeds, info.z_dim)}
+    if info.conditional:
+        feeds["label"] = lat.labels_for_seeds(seeds, info.num_classes)
+    if info.truncation == "w":
+        feeds["psi"] = np.ones(batch, np.float32)
+    rates: dict[str, list[float]] = {k: [] for k in sessions}
+    for s in sessions.values():
+        s.run(feeds)  # warm-up
+    for _ in range(PROBE_ROUNDS):
+        for k, s in sessions.items():
+            rates[k].append(_rate(s, feeds, PROBE_SECONDS) * batch)
+    return {k: statistics.median(v) for k, v in rates.items()}
+
+
+def choose_cpu(gens: dict[str, Path], threads: int | None, spinning: bool, batch: int) -> tuple[str, str]:
+    """(variant, reason) for `auto` on the CPU among the files ``gens`` (variant -> path)."""
+    fallback = "uint8" if "uint8" in gens else "fp32"
+    if "int8" not in gens or "uint8" not in gens:
+        return fallback, f"{fallback}: the CPU default (this model has no int8 variant)"
+    key = _key(gens["int8"], gens["uint8"], threads)
+    hit = _read_cache().get(key)
+    if isinstance(hit, dict) and hit.get("variant") in gens and isinstance(hit.get("reason"), str):
+        return hit["variant"], hit["reason"] + " (remembered)"
+    from .session import Session
+    gate = Session(gens["int8"], "cpu", check=False).info.gate
+    if not gate.get("passed"):
+        why = "; ".join(gate.get("reasons", [])) or "it was never measured"
+        variant, reason = "uint8", f"uint8: the int8 variant did not pass the quality gate ({why})"
+    else:
+        r = probe(gens["int8"], gens["uint8"], threads, spinning, min(batch, 64))
+        ratio = r["int8"] / r["uint8"]
+        faster = ratio >= SPEEDUP_NEEDED
+        variant = "int8" if faster else "uint8"
+        reason = (f"{variant}: int8 passed the quality gate and ran at {ratio:.2f}x uint8 on this CPU "
+                  f"({r['int8']:.0f} vs {r['uint8']:.0f} img/s, {threads or os.cpu_count()} threads)"
+                  + ("" if faster else f"; it is used from {SPEEDUP_NEEDED:.2f}x"))
+    _remember(key, {"variant": variant, "reason": reason, "when": time.time(), "cpu": cpu_name()})
+    return variant, reason
