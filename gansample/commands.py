@@ -502,14 +502,45 @@ def export(a: argparse.Namespace) -> int:
     if a.module is not None:
         report = _export_module(a)
     else:
-        report = export_checkpoint(a.checkpoint, a.out, name=a.name, fp16=not a.no_fp16)
+        report = export_checkpoint(a.checkpoint, a.out, name=a.name, fp16=not a.no_fp16, int8=not a.no_int8,
+                                   features=a.features)
     for f, size in report["files"].items():
         used = report.get("exporter", {}).get(f)
         print(f"{a.out.rstrip('/')}/{f}  {size / 1e6:.2f} MB" + (f"  ({used} exporter)" if used else ""))
     d = report.get("discriminator_max_abs_diff")
     print(f"parity vs PyTorch: generator max |diff| {report['generator_max_abs_diff']:.2e}"
           + (f", discriminator max |diff| {d:.2e}" if d is not None else ""))
+    _print_gate(report)
     return 0
+
+
+def _print_gate(report: dict[str, Any]) -> None:
+    if "int8_gate" in report:
+        from .reduced import describe
+        print(f"int8 quality gate: {describe(report['int8_gate'])}")
+
+
+def quantize(a: argparse.Namespace) -> int:
+    try:
+        import onnx  # noqa: F401
+    except ModuleNotFoundError:
+        raise GansampleError("quantize needs the onnx package: pip install 'gansample[wrap]'") from None
+    from .reduced import INT8_FILE, build_int8, describe, features_for
+    from .registry import resolve_model
+    files = resolve_model(a.model)
+    if "uint8" not in files.generators:
+        raise GansampleError(f"model: {a.model!r} has no generator_uint8.onnx to quantise", "model")
+    feats = features_for(_dataset_of(files.generators["uint8"]), a.features)
+    record = build_int8(files.folder, feats)
+    if not a.quiet:
+        print(f"{files.folder / INT8_FILE}")
+        print(f"int8 quality gate: {describe(record)}")
+    return 0
+
+
+def _dataset_of(path: Path) -> str:
+    from .session import Session
+    return Session(path, "cpu", check=False).info.dataset
 
 
 def contract_args(a: argparse.Namespace) -> dict[str, Any]:
@@ -549,7 +580,8 @@ def _export_module(a: argparse.Namespace) -> dict[str, Any]:
     G = load_module(a.module, parse_args(a.module_args))
     load_weights(G, a.weights, a.weights_key)
     return export_generator(G, a.out, z_dim=a.z_dim, latent_shape=shape, name=a.name, fp16=not a.no_fp16,
-                            truncation=a.truncation, source=a.module, **contract_args(a))
+                            truncation=a.truncation, source=a.module, int8=not a.no_int8, features=a.features,
+                            **contract_args(a))
 
 
 # --- wrap ----------------------------------------------------------------------------------------
@@ -562,11 +594,13 @@ def wrap(a: argparse.Namespace) -> int:
     if a.z_dim is None:
         raise GansampleError("z_dim: give the latent size with --z-dim", "z_dim")
     report = wrap_onnx(a.onnx_file, a.out, z_dim=a.z_dim, name=a.name, output=a.output_name,
-                       resolution=a.resolution, discriminator=a.discriminator, **contract_args(a))
+                       resolution=a.resolution, discriminator=a.discriminator, int8=not a.no_int8,
+                       features=a.features, **contract_args(a))
     for f in report["files"]:
         print(f"{a.out.rstrip('/')}/{f}")
     print(f"smoke sample: {report['smoke_shape']} images, values in [{report['smoke_min']:.3f}, "
           f"{report['smoke_max']:.3f}] before conversion")
+    _print_gate(report)
     return 0
 
 

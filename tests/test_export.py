@@ -19,8 +19,8 @@ def _sess(path):
 
 def test_export_writes_all_files_with_metadata(tiny_model):
     names = sorted(p.name for p in tiny_model.iterdir())
-    assert names == ["discriminator.onnx", "generator.onnx", "generator_fp16.onnx", "generator_mix.onnx",
-                     "generator_uint8.onnx"]
+    assert names == ["discriminator.onnx", "generator.onnx", "generator_fp16.onnx", "generator_int8.onnx",
+                     "generator_mix.onnx", "generator_uint8.onnx"]
     g = md.read_onnx(onnx.load(tiny_model / "generator.onnx"))
     assert (g.role, g.z_dim, g.num_classes, g.img_resolution, g.img_channels) == ("generator", 16, 2, 28, 1)
     assert g.class_names == ["circles", "squares"] and g.train_steps == 4 and g.output == md.FLOAT_NCHW

@@ -1,0 +1,143 @@
+"""The int8 CPU variant: written by export, gated against fp32, picked only when it passed."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from gansample import metadata as md
+from gansample import reduced, variants
+from gansample.generator import Generator
+from gansample.registry import bundled_dir
+
+from conftest import run_cli
+
+FEATURES = bundled_dir() / "features" / "fashion-mnist.onnx"  # 28 px grayscale, like the tiny models
+
+
+@pytest.fixture(autouse=True)
+def own_cache(tmp_path, monkeypatch):
+    """Each test remembers its speed probes in its own cache folder."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+
+@pytest.fixture(scope="module")
+def gated_model(tiny_run, tmp_path_factory) -> Path:
+    """The tiny run exported with a features model, so its int8 variant is fully gated."""
+    from gansample.training.export import export_checkpoint
+    out = tmp_path_factory.mktemp("gated") / "tiny-gated"
+    report = export_checkpoint(str(tiny_run), out, fp16=False, features=FEATURES)
+    assert report["int8_gate"]["features"] == FEATURES.name
+    return out
+
+
+def _int8_info(folder: Path) -> md.ModelInfo:
+    return md.read_onnx(onnx.load(folder / reduced.INT8_FILE))
+
+
+def test_export_writes_int8_that_runs_close_to_fp32(tiny_model):
+    info = _int8_info(tiny_model)
+    assert (info.variant, info.output, info.role) == ("int8", md.UINT8_NHWC, "generator")
+    gate = info.gate
+    assert gate["seeds"] == reduced.GATE_SEEDS and not gate["passed"]
+    # The tiny model's dataset (a folder of shapes) has no features model: not gated, never auto.
+    assert any("no features model" in r for r in gate["reasons"])
+    q = onnx.load(tiny_model / reduced.INT8_FILE)
+    assert any(n.op_type == "QuantizeLinear" for n in q.graph.node)
+    a = Generator(tiny_model, device="cpu", variant="int8").sample(seeds="0-199").images
+    b = Generator(tiny_model, device="cpu", variant="uint8").sample(seeds="0-199").images
+    diff = np.abs(a.astype(int) - b.astype(int))
+    assert diff.mean() <= reduced.MAX_MEAN_PIXEL_DIFF
+    assert gate["mean_pixel_diff"] <= reduced.MAX_MEAN_PIXEL_DIFF and gate["max_pixel_diff"] >= diff.max() - 1
+
+
+def test_gate_measures_fd_and_recall_against_fp32s_band(gated_model):
+    gate = _int8_info(gated_model).gate
+    for key in ("fd", "fd_fp32", "recall", "recall_fp32"):
+        assert isinstance(gate[key], float)
+    lo, hi = gate["fd_band"]
+    assert lo <= gate["fd_fp32"] <= hi and lo < hi
+    fd_ok = gate["fd"] - gate["fd_fp32"] <= hi - lo
+    rlo, rhi = gate["recall_band"]
+    rec_ok = gate["recall_fp32"] - gate["recall"] <= rhi - rlo
+    pix_ok = gate["mean_pixel_diff"] <= reduced.MAX_MEAN_PIXEL_DIFF
+    assert gate["passed"] == (fd_ok and rec_ok and pix_ok)
+    assert len(gate["reasons"]) == (not fd_ok) + (not rec_ok) + (not pix_ok)
+
+
+def test_gate_fails_a_variant_that_draws_other_images(tiny_model, tiny_uncond_model):
+    """Another model's uint8 file stands in for a broken variant: the gate must refuse it."""
+    rec = reduced.gate(tiny_model / "generator_uint8.onnx", tiny_uncond_model / "generator_uint8.onnx", FEATURES)
+    assert not rec["passed"]
+    assert any("mean pixel difference" in r for r in rec["reasons"]), rec["reasons"]
+
+
+def _set_gate(folder: Path, passed: bool) -> None:
+    path = folder / reduced.INT8_FILE
+    record = dict(_int8_info(folder).gate, passed=passed, reasons=[] if passed else ["set by the test"])
+    reduced.write_gate(path, record)
+
+
+def test_auto_picks_int8_only_when_its_metadata_says_it_passed(gated_model, tmp_path, monkeypatch):
+    folder = tmp_path / "m"
+    shutil.copytree(gated_model, folder)
+    monkeypatch.setattr(variants, "SPEEDUP_NEEDED", 0.0)  # any measured speed counts as faster
+
+    _set_gate(folder, passed=False)
+    g = Generator(folder, device="cpu")
+    assert g.info.variant == "uint8" and "set by the test" in g.variant_reason
+
+    _set_gate(folder, passed=True)  # a new file: measured afresh
+    g = Generator(folder, device="cpu")
+    assert g.info.variant == "int8" and "passed the quality gate" in g.variant_reason
+    again = Generator(folder, device="cpu")
+    assert again.info.variant == "int8" and again.variant_reason.endswith("(remembered)")
+
+    # Forced variants skip the choice; an int8 that is not faster is not chosen.
+    assert Generator(folder, device="cpu", variant="fp32").info.variant == "fp32"
+    monkeypatch.setattr(variants, "SPEEDUP_NEEDED", 1e6)
+    (folder / reduced.INT8_FILE).touch()  # the cached choice belongs to the old file
+    slow = Generator(folder, device="cpu")
+    assert slow.info.variant == "uint8" and "ran at" in slow.variant_reason
+
+
+def test_cli_variant_flag_and_info(gated_model, tmp_path, capsys):
+    assert run_cli("info", gated_model, "--variant", "fp32", "--format", "json") == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["generator_in_use"]["variant"] == "fp32"
+    assert report["files"]["generator (int8)"]["gate"]["seeds"] == reduced.GATE_SEEDS
+    assert run_cli("info", gated_model) == 0
+    out = capsys.readouterr().out
+    assert "in use:" in out and "gate:" in out
+    assert run_cli("generate", "--model", gated_model, "--variant", "int8", "-n", "3", "--outdir", tmp_path / "o",
+                   "-q") == 0
+    assert len(list((tmp_path / "o").rglob("seed*.png"))) == 3
+    assert run_cli("generate", "--model", gated_model, "--variant", "fp16", "-n", "3", "--outdir", tmp_path / "p") == 2
+    err = capsys.readouterr().err
+    assert "--variant" in err and "fp16" in err and "int8" in err and "Traceback" not in err
+
+
+def test_quantize_command(tiny_model, tmp_path, capsys):
+    folder = tmp_path / "m"
+    shutil.copytree(tiny_model, folder)
+    (folder / reduced.INT8_FILE).unlink()
+    assert run_cli("quantize", folder, "--features", tmp_path / "missing.onnx") == 2
+    assert "--features" in capsys.readouterr().err
+    assert sorted(p.name for p in folder.iterdir()) == sorted(p.name for p in tiny_model.iterdir()
+                                                              if p.name != reduced.INT8_FILE)
+    assert run_cli("quantize", folder, "--features", FEATURES) == 0
+    out = capsys.readouterr().out
+    assert "int8 quality gate" in out and "FD" in out
+    assert _int8_info(folder).gate["features"] == FEATURES.name
+    assert not [p for p in folder.iterdir() if p.name.startswith(".")]  # no staging folder left
+
+
+@pytest.mark.parametrize("name", ["fashion-mnist", "emoji"])
+def test_bundled_models_ship_a_gated_int8_variant(name):
+    info = _int8_info(bundled_dir() / name)
+    assert info.gate["passed"] and info.gate["seeds"] == reduced.GATE_SEEDS and "fd" in info.gate
