@@ -5,6 +5,7 @@ them to flags."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import logging
@@ -12,7 +13,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 from .errors import GansampleError
 
@@ -32,14 +33,12 @@ def _verbose_device(g: Any, verbose: bool) -> None:
 
 # --- generate ------------------------------------------------------------------------------
 def generate(a: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from .generator import Generator
     from .output import ensure_outdir, write_samples
 
     t0 = time.perf_counter()
     g = Generator(a.model, device=a.device, variant=a.variant, threads=a.threads, batch_size=a.batch_size,
-                  spinning=a.format != "png")
+                  spinning=a.format not in ("png", "webdataset", "parquet"))
     psi = g.check_psi(a.trunc)
     if a.latents:
         return _generate_latents(a, g, psi)
@@ -51,9 +50,9 @@ def generate(a: argparse.Namespace) -> int:
     if a.filter:
         seeds, scores = _filtered_seeds(a, g, seeds, psi, outdir)
     _verbose_device(g, a.verbose)
-    with tqdm(total=len(seeds), unit="img", disable=a.quiet or len(seeds) < 512, file=sys.stderr) as bar:
+    with _progress_bar(len(seeds), a.quiet or len(seeds) < 512) as update:
         rep = write_samples(g, seeds, outdir, a.format, psi, a.cls, a.skip_existing and a.format != "npz",
-                            scores, a.workers, progress=bar.update, shard_size=a.shard_size,
+                            scores, a.workers, progress=update, shard_size=a.shard_size,
                             command=["gansample", *sys.argv[1:]], engine=a.engine, address=a.address,
                             gpus_per_worker=a.gpus_per_worker)
     if not a.quiet:
@@ -62,6 +61,18 @@ def generate(a: argparse.Namespace) -> int:
         print(f"wrote {what} to {outdir}" + (f" (skipped {rep.skipped} existing)" if rep.skipped else "")
               + (f" in {time.perf_counter() - t0:.2f}s on {g.provider}" if a.verbose else ""))
     return 0
+
+
+@contextlib.contextmanager
+def _progress_bar(total: int, hidden: bool) -> Iterator[Callable[[int], Any]]:
+    """tqdm's update on stderr, or nothing; tqdm is imported only when shown (it costs a
+    tenth of a small run's start-up)."""
+    if hidden:
+        yield lambda n: None
+        return
+    from tqdm import tqdm
+    with tqdm(total=total, unit="img", file=sys.stderr) as bar:
+        yield bar.update
 
 
 def _generate_latents(a: argparse.Namespace, g: Any, psi: float) -> int:

@@ -119,18 +119,30 @@ def _pixels(path: Path, info: md.ModelInfo, seeds: "range | list[int]", batch: i
 
 def gate(fp32_uint8: str | os.PathLike[str], variant: str | os.PathLike[str],
          features: str | os.PathLike[str] | None) -> dict[str, Any]:
-    """Measure ``variant`` against the fp32 model (its uint8-output file) and return the
-    gate's record: pixel differences over seeds 0..999, and with a ``features`` model the
-    Fréchet distance and recall of both against fp32 reference samples, with fp32's band
-    over ``GATE_SETS`` disjoint sets of seeds. ``passed`` is True only when every figure is
+    """Measure the ``variant`` file against the fp32 model (its uint8-output file); see
+    ``judge``."""
+    info = Session(fp32_uint8, "cpu", check=False).info
+    return judge(fp32_uint8, _pixels(Path(variant), info, range(GATE_SEEDS)), features)
+
+
+def judge(fp32_uint8: str | os.PathLike[str], images: np.ndarray,
+          features: str | os.PathLike[str] | None) -> dict[str, Any]:
+    """The gate's record for ``images`` (uint8 NHWC, seeds 0..GATE_SEEDS-1 by the seed
+    rule, untruncated: made by any reduced-precision path, e.g. torch's bf16 autocast)
+    against the fp32 model: pixel differences, and with a ``features`` model the Fréchet
+    distance and recall of both against fp32 reference samples, with fp32's band over
+    ``GATE_SETS`` disjoint sets of seeds. ``passed`` is True only when every figure is
     within bounds."""
     from .metrics import FeatureExtractor, frechet_distance, precision_recall
 
-    ref_path, var_path = Path(fp32_uint8), Path(variant)
+    ref_path = Path(fp32_uint8)
     info = Session(ref_path, "cpu", check=False).info
     sets = [range(k * GATE_SEEDS, (k + 1) * GATE_SEEDS) for k in range(GATE_SETS)]
     fp = _pixels(ref_path, info, sets[0])
-    va = _pixels(var_path, info, sets[0])
+    if images.shape != fp.shape or images.dtype != np.uint8:
+        raise GansampleError(f"images: got {images.dtype} {list(images.shape)}; uint8 {list(fp.shape)} "
+                             f"(seeds 0-{GATE_SEEDS - 1})", "images")
+    va = images
     diff = np.abs(fp.astype(np.int16) - va.astype(np.int16))
     rec: dict[str, Any] = {"seeds": GATE_SEEDS, "max_pixel_diff": int(diff.max()),
                            "mean_pixel_diff": round(float(diff.mean()), 4),
