@@ -36,6 +36,10 @@ class TrainConfig:
     beta2: float = 0.999
     loss: str = "bce"  # bce (non-saturating) | hinge
     d_norm: str = "batch"  # batch (BatchNorm convs, spectral-norm head) | spectral (everywhere) | none (DCGAN)
+    # The fastgan recipe's parts, on their own (None: as the recipe has them): skip-layer
+    # excitation in G, and D's reconstruction decoder.
+    g_sle: bool | None = None
+    d_recon: bool | None = None
     # Mode-seeking term (Mao et al. 2019): two latents must give different images (of the same
     # class in conditional runs); 0 disables it. Without it the bundled recipe collapsed to
     # nearly one image per class (recall 0.001 at 10,000 steps).

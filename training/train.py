@@ -180,11 +180,13 @@ class Trainer:
             self.g_args, self.d_args = dict(state["g_args"]), dict(state["d_args"])
         else:
             fast = cfg.recipe == "fastgan"
+            sle = fast if cfg.g_sle is None else cfg.g_sle
+            recon = fast if cfg.d_recon is None else cfg.d_recon
             self.g_args = dict(z_dim=cfg.z_dim, resolution=data.resolution, channels=data.channels,
-                               num_classes=ncls, width=cfg.g_width, **({"sle": True} if fast else {}))
+                               num_classes=ncls, width=cfg.g_width, **({"sle": True} if sle else {}))
             self.d_args = dict(resolution=data.resolution, channels=data.channels, num_classes=ncls,
                                width=cfg.d_width, recipe=cfg.recipe, norm=cfg.d_norm,
-                               **({"recon": True} if fast else {}))
+                               **({"recon": True} if recon else {}))
         for cls, args, what in ((Generator, self.g_args, "g_width/z_dim"), (Discriminator, self.d_args, "d_width")):
             ckpt.check_model_size(cls, args, what)
         self.G = Generator(**self.g_args).to(self.device)
