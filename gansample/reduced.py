@@ -81,6 +81,11 @@ def make_int8(uint8_path: str | os.PathLike[str], out: str | os.PathLike[str]) -
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     src = Path(uint8_path)
+    if not any(n.op_type == "Conv" for n in onnx.load(str(src)).graph.node):
+        # Transposed convolutions stay float in onnxruntime's CPU int8 path: Q/DQ pairs
+        # around them would only add work.
+        raise GansampleError(f"int8: {src.name} has no Conv nodes to quantise (only Conv and Relu are); "
+                             "re-export it through gansample's exporter for the phase-conv graph", "int8")
     sess = Session(src, "cpu")
     info = sess.info
     feeds = [_feeds(sess, info, chunk) for chunk in _batches(CALIB_SEEDS, 64)]

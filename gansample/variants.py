@@ -5,7 +5,8 @@ it passed the quality gate (gansample.reduced) *and* it is faster than the uint8
 on this CPU with these threads; otherwise uint8, then fp32. Whether int8 is faster depends
 on the CPU (int8 dot-product units: VNNI, AMX, Arm dot product), so it is measured once:
 a short interleaved run of both files (about a second), remembered in the user's cache
-folder per model file, CPU, thread count and onnxruntime version. ``--variant`` skips all
+folder per model file, CPU and onnxruntime version (not per thread count: every program on
+the machine then gives a seed the same bytes). ``--variant`` skips all
 of this.
 """
 
@@ -42,9 +43,11 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def _key(int8: Path, uint8: Path, threads: int | None) -> str:
+def _key(int8: Path, uint8: Path) -> str:
+    """One choice per pair of files, CPU model and onnxruntime version: not per thread
+    count, so that every program on this machine gives a seed the same bytes."""
     import onnxruntime as ort
-    parts = [cpu_name(), str(threads or os.cpu_count()), ort.__version__]
+    parts = [cpu_name(), str(os.cpu_count()), ort.__version__]
     for p in (int8, uint8):
         st = p.stat()
         parts += [str(p.resolve()), str(st.st_size), str(st.st_mtime_ns)]
@@ -113,7 +116,7 @@ def choose_cpu(gens: dict[str, Path], threads: int | None, spinning: bool, batch
     fallback = "uint8" if "uint8" in gens else "fp32"
     if "int8" not in gens or "uint8" not in gens:
         return fallback, f"{fallback}: the CPU default (this model has no int8 variant)"
-    key = _key(gens["int8"], gens["uint8"], threads)
+    key = _key(gens["int8"], gens["uint8"])
     hit = _read_cache().get(key)
     if isinstance(hit, dict) and hit.get("variant") in gens and isinstance(hit.get("reason"), str):
         return hit["variant"], hit["reason"] + " (remembered)"

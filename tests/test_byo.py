@@ -112,7 +112,7 @@ def test_onehot_conditional_generator(tmp_path) -> None:
     torch.manual_seed(1)
     G = nets.OneHotGenerator(z_dim=16, num_classes=4)
     out = tmp_path / "onehot"
-    rep = byo.export_generator(G, out, z_dim=16, num_classes=4, conditioning="onehot",
+    rep = byo.export_generator(G, out, z_dim=16, num_classes=4, conditioning="onehot", int8=False,
                                class_names=["a", "b", "c", "d"], fp16=False)
     assert rep["generator_max_abs_diff"] < 1e-4 and (out / "generator_mix.onnx").exists()
     imgs = _same_bytes_at_batch_1_and_7(out)
@@ -129,7 +129,7 @@ def test_unit_range_nhwc_generator(tmp_path) -> None:
     torch.manual_seed(2)
     G = nets.UnitNHWCGenerator(z_dim=8)
     out = tmp_path / "nhwc"
-    rep = byo.export_generator(G, out, z_dim=8, output_range=(0, 1), layout="NHWC", fp16=False)
+    rep = byo.export_generator(G, out, z_dim=8, output_range=(0, 1), layout="NHWC", fp16=False, int8=False)
     assert rep["generator_max_abs_diff"] < 1e-4
     imgs = _same_bytes_at_batch_1_and_7(out)
     from gansample.latents import latents_for_seeds
@@ -148,7 +148,7 @@ def style_model(tmp_path_factory) -> tuple[nets.StyleGenerator, Path, dict]:
     torch.manual_seed(3)
     G = nets.StyleGenerator(z_dim=32, w_dim=32, width=16)
     out = tmp_path_factory.mktemp("style") / "style"
-    rep = byo.export_generator(G, out, z_dim=32, truncation="w", fp16=False)
+    rep = byo.export_generator(G, out, z_dim=32, truncation="w", fp16=False, int8=False)
     return G, out, rep
 
 
@@ -280,7 +280,7 @@ def test_dcgan_with_its_discriminator_scores_and_filters(tmp_path) -> None:
     G = nets.make_small_dcgan(nz=32, ngf=8)
     D = nets.DCGANDiscriminator(ndf=8, nc=3)
     out = tmp_path / "gd"
-    rep = export_generator(G, out, z_dim=32, discriminator=D, fp16=False)
+    rep = export_generator(G, out, z_dim=32, discriminator=D, fp16=False, int8=False)
     assert rep["discriminator_max_abs_diff"] < 1e-4
     g, d = Generator(out, device="cpu"), Discriminator(out, device="cpu")
     imgs = g.sample(seeds=range(4)).images

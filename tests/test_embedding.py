@@ -27,7 +27,8 @@ SEEDS = list(range(12))
 
 @pytest.fixture(scope="module")
 def reference():
-    return Generator(MODEL.parent, device="cpu").sample(seeds=SEEDS)
+    # The examples run generator.onnx (fp32 compute): compare with the same arithmetic.
+    return Generator(MODEL.parent, device="cpu", variant="uint8").sample(seeds=SEEDS)
 
 
 def _latents_file(tmp_path: Path, ref) -> Path:
@@ -66,8 +67,8 @@ def test_node_seed_rule_and_pixels_match(reference, tmp_path):
     out = subprocess.run([NODE, str(ROOT / "examples/node/generate.mjs"), str(MODEL), "--latents", str(lat),
                           "--json", str(tmp_path / "l.json")], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    want = Generator(MODEL.parent, device="cpu").sample(latents=reference.latents * 0.7,
-                                                        labels=reference.labels[::-1]).images
+    want = Generator(MODEL.parent, device="cpu", variant="uint8").sample(latents=reference.latents * 0.7,
+                                                                         labels=reference.labels[::-1]).images
     got = np.array(json.loads((tmp_path / "l.json").read_text())["pixels"]).reshape(want.shape)
     assert np.abs(got - want.astype(int)).max() <= 1
 

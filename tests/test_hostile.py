@@ -391,6 +391,8 @@ def test_reexport_removes_variants_it_no_longer_writes(tiny_model, tiny_run, tmp
     dst = tmp_path / "m"
     shutil.copytree(tiny_model, dst)
     assert (dst / "generator_fp16.onnx").exists()
-    assert run_cli("export", tiny_run, "--out", dst, "--no-fp16") == 0
+    assert (dst / "generator_int8.onnx").exists()
+    assert run_cli("export", tiny_run, "--out", dst, "--no-fp16", "--no-int8") == 0
     assert not (dst / "generator_fp16.onnx").exists() and (dst / "generator_uint8.onnx").exists()
+    assert not (dst / "generator_int8.onnx").exists()
     assert not [p for p in dst.iterdir() if p.name.startswith(".")]

@@ -27,12 +27,12 @@ def own_cache(tmp_path, monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def gated_model(tiny_run, tmp_path_factory) -> Path:
-    """The tiny run exported with a features model, so its int8 variant is fully gated."""
-    from gansample.training.export import export_checkpoint
+def gated_model(tiny_model, tmp_path_factory) -> Path:
+    """The tiny model with its int8 variant rebuilt and gated with a features model."""
     out = tmp_path_factory.mktemp("gated") / "tiny-gated"
-    report = export_checkpoint(str(tiny_run), out, fp16=False, features=FEATURES)
-    assert report["int8_gate"]["features"] == FEATURES.name
+    shutil.copytree(tiny_model, out)
+    record = reduced.build_int8(out, FEATURES)
+    assert record["features"] == FEATURES.name and _int8_info(out).gate == record
     return out
 
 
@@ -106,7 +106,7 @@ def test_auto_picks_int8_only_when_its_metadata_says_it_passed(gated_model, tmp_
     assert slow.info.variant == "uint8" and "ran at" in slow.variant_reason
 
 
-def test_cli_variant_flag_and_info(gated_model, tmp_path, capsys):
+def test_cli_variant_flag_and_info(gated_model, tiny_uncond_model, tmp_path, capsys):
     assert run_cli("info", gated_model, "--variant", "fp32", "--format", "json") == 0
     report = json.loads(capsys.readouterr().out)
     assert report["generator_in_use"]["variant"] == "fp32"
@@ -117,7 +117,9 @@ def test_cli_variant_flag_and_info(gated_model, tmp_path, capsys):
     assert run_cli("generate", "--model", gated_model, "--variant", "int8", "-n", "3", "--outdir", tmp_path / "o",
                    "-q") == 0
     assert len(list((tmp_path / "o").rglob("seed*.png"))) == 3
-    assert run_cli("generate", "--model", gated_model, "--variant", "fp16", "-n", "3", "--outdir", tmp_path / "p") == 2
+    # tiny_uncond_model was exported without the fp16 variant.
+    assert run_cli("generate", "--model", tiny_uncond_model, "--variant", "fp16", "-n", "3", "--outdir",
+                   tmp_path / "p") == 2
     err = capsys.readouterr().err
     assert "--variant" in err and "fp16" in err and "int8" in err and "Traceback" not in err
 
@@ -141,3 +143,39 @@ def test_quantize_command(tiny_model, tmp_path, capsys):
 def test_bundled_models_ship_a_gated_int8_variant(name):
     info = _int8_info(bundled_dir() / name)
     assert info.gate["passed"] and info.gate["seeds"] == reduced.GATE_SEEDS and "fd" in info.gate
+
+
+def _foreign_onnx(module, z_dim: int, path: Path) -> Path:
+    """An ONNX generator as another project would write it (plain torch.onnx.export)."""
+    import torch
+    with torch.no_grad():
+        torch.onnx.export(module.eval(), (torch.randn(2, z_dim),), str(path), input_names=["noise"],
+                          output_names=["img"], dynamic_axes={"noise": {0: "b"}, "img": {0: "b"}}, dynamo=False)
+    return path
+
+
+def test_wrap_writes_a_gated_int8_where_the_graph_has_convolutions(tmp_path, capsys):
+    import torch
+    from torch import nn
+    torch.manual_seed(3)
+    conv_net = nn.Sequential(nn.Linear(16, 16 * 7 * 7), nn.Unflatten(1, (16, 7, 7)), nn.ReLU(),
+                             nn.Upsample(scale_factor=2), nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(),
+                             nn.Upsample(scale_factor=2), nn.Conv2d(16, 8, 3, padding=1), nn.ReLU(),
+                             nn.Conv2d(8, 1, 3, padding=1), nn.Tanh())
+    foreign = _foreign_onnx(conv_net, 16, tmp_path / "conv.onnx")
+    out = tmp_path / "wrapped"
+    assert run_cli("wrap", foreign, "--out", out, "--z-dim", "16", "--features", FEATURES) == 0
+    assert "int8 quality gate:" in capsys.readouterr().out
+    gate = _int8_info(out).gate
+    assert gate["features"] == FEATURES.name and "fd" in gate
+    a = Generator(out, device="cpu", variant="int8").sample(seeds="0-63").images
+    b = Generator(out, device="cpu", variant="uint8").sample(seeds="0-63").images
+    assert np.abs(a.astype(int) - b.astype(int)).mean() <= reduced.MAX_MEAN_PIXEL_DIFF
+
+    # A graph of transposed convolutions has nothing onnxruntime runs faster in int8: no file.
+    dcgan = nn.Sequential(nn.Unflatten(1, (16, 1, 1)), nn.ConvTranspose2d(16, 8, 7), nn.ReLU(),
+                          nn.ConvTranspose2d(8, 1, 4, 4), nn.Tanh())
+    foreign = _foreign_onnx(dcgan, 16, tmp_path / "dcgan.onnx")
+    assert run_cli("wrap", foreign, "--out", tmp_path / "plain", "--z-dim", "16") == 0
+    assert not (tmp_path / "plain" / reduced.INT8_FILE).exists()
+    assert "no Conv nodes" in capsys.readouterr().err

@@ -156,7 +156,7 @@ def test_torchrun_two_processes_train_in_step(image_folder, tmp_path) -> None:
     from conftest import run_cli
     assert run_cli("train", "--resume", folders[0], "--steps", "22", "-q") == 0
     assert (folders[0] / "checkpoint-00000022.pt").exists()
-    assert run_cli("export", folders[0], "--out", tmp_path / "m", "--no-fp16") == 0
+    assert run_cli("export", folders[0], "--out", tmp_path / "m", "--no-fp16", "--no-int8") == 0
     assert (tmp_path / "m" / "generator.onnx").exists()
 
 
