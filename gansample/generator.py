@@ -118,6 +118,7 @@ class Generator:
                 raise bad_value("variant", variant, f"this model has: {', '.join(sorted(gens))}")
             self.variant_reason = f"{variant}: asked for (variant={variant})"
             return gens[variant]
+        pick: str
         if "CUDAExecutionProvider" in self.device.providers:
             pick = next(v for v in ("fp16", "uint8", "fp32", "int8") if v in gens)
             self.variant_reason = f"{pick}: the GPU default"

@@ -90,7 +90,7 @@ def make_int8(uint8_path: str | os.PathLike[str], out: str | os.PathLike[str]) -
     info = sess.info
     feeds = [_feeds(sess, info, chunk) for chunk in _batches(CALIB_SEEDS, 64)]
 
-    class Reader(CalibrationDataReader):  # type: ignore[misc]
+    class Reader(CalibrationDataReader):
         def __init__(self) -> None:
             self.it = iter(feeds)
 
