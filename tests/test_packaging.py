@@ -28,11 +28,12 @@ def test_wheel_carries_the_bundled_model(tmp_path: Path) -> None:
     assert {t for t in top if not t.endswith(".dist-info")} == {"gansample"}, top
     assert "gansample/training/train.py" in names and "gansample/ui.py" in names
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names), sorted(names)[:20]
-    for f in ("generator.onnx", "generator_uint8.onnx", "generator_fp16.onnx", "generator_mix.onnx",
-              "discriminator.onnx", "encoder.onnx", "directions.npz", "MODEL_CARD.md"):
+    for f in ("generator.onnx", "generator_uint8.onnx", "generator_int8.onnx", "generator_fp16.onnx",
+              "generator_mix.onnx", "discriminator.onnx", "encoder.onnx", "directions.npz", "MODEL_CARD.md"):
         assert f"gansample/exported/fashion-mnist/{f}" in names
     assert "gansample/exported/features/fashion-mnist.onnx" in names
-    for f in ("generator.onnx", "generator_uint8.onnx", "discriminator.onnx", "MODEL_CARD.md", "contact_sheet.png"):
+    for f in ("generator.onnx", "generator_uint8.onnx", "generator_int8.onnx", "discriminator.onnx", "MODEL_CARD.md",
+              "contact_sheet.png"):
         assert f"gansample/exported/emoji/{f}" in names
     assert "gansample/exported/features/emoji.onnx" in names
     print(f"wheel: {wheel.name}, {wheel.stat().st_size / 2**20:.1f} MB")
