@@ -23,9 +23,10 @@ class _Sampler:
     """A Ray actor: one Generator (one onnxruntime session with the actor's threads,
     spinning off) turning position ranges into PNG bytes."""
 
-    def __init__(self, model: str, device: str, seeds: Sequence[int], psi: float, cls: Any, threads: int) -> None:
+    def __init__(self, model: str, device: str, seeds: Sequence[int], psi: float, cls: Any, threads: int,
+                 variant: str = "auto") -> None:
         from .generator import Generator
-        self.g = Generator(model, device=device, threads=threads, spinning=False)
+        self.g = Generator(model, device=device, variant=variant, threads=threads, spinning=False)
         self.seeds, self.psi, self.cls = seeds, psi, cls
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -89,6 +90,9 @@ class RayRunner:
         self.gpus = gpus_per_worker
         self.model = str(g.session.path if g.files.generators.get("given") else g.files.folder)
         self.device = "cuda" if gpus_per_worker else "cpu"
+        # CPU workers run the file the driver chose (int8 or uint8), so that a cluster of
+        # unlike CPUs still gives every seed the bytes a local run gives it.
+        self.variant = g.info.variant if self.device == "cpu" and not g.session.on_cuda else "auto"
         self.seeds, self.psi, self.cls = seeds, psi, cls
 
     def __call__(self, ranges: list[tuple[int, int]]) -> Iterator[tuple[list[int], list[bytes], np.ndarray | None]]:
@@ -103,7 +107,8 @@ class RayRunner:
         items = ray.data.from_items([{"start": a, "stop": b} for a, b in ranges])
         ds = items.map_batches(_Sampler, batch_size=4, compute=ActorPoolStrategy(size=self.size),
                             fn_constructor_kwargs={"model": self.model, "device": self.device, "seeds": self.seeds,
-                                                   "psi": self.psi, "cls": self.cls, "threads": self.cpus_per_actor},
+                                                   "psi": self.psi, "cls": self.cls, "threads": self.cpus_per_actor,
+                                                   "variant": self.variant},
                             num_cpus=self.cpus_per_actor, num_gpus=self.gpus)
         conditional = None
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
