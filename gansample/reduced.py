@@ -33,7 +33,7 @@ import numpy as np
 
 from . import latents as lat
 from . import metadata as md
-from .errors import GansampleError, first_line
+from .errors import GansampleError, check_count, first_line
 from .files import atomic_write, temp_dir
 from .session import Session
 
@@ -123,33 +123,36 @@ def _pixels(path: Path, info: md.ModelInfo, seeds: "range | list[int]", batch: i
 
 
 def gate(fp32_uint8: str | os.PathLike[str], variant: str | os.PathLike[str],
-         features: str | os.PathLike[str] | None) -> dict[str, Any]:
+         features: str | os.PathLike[str] | None, seeds: int = GATE_SEEDS) -> dict[str, Any]:
     """Measure the ``variant`` file against the fp32 model (its uint8-output file); see
     ``judge``."""
+    seeds = check_count("seeds", seeds, 10, 100_000)
     info = Session(fp32_uint8, "cpu", check=False).info
-    return judge(fp32_uint8, _pixels(Path(variant), info, range(GATE_SEEDS)), features)
+    return judge(fp32_uint8, _pixels(Path(variant), info, range(seeds)), features, seeds)
 
 
 def judge(fp32_uint8: str | os.PathLike[str], images: np.ndarray,
-          features: str | os.PathLike[str] | None) -> dict[str, Any]:
-    """The gate's record for ``images`` (uint8 NHWC, seeds 0..GATE_SEEDS-1 by the seed
+          features: str | os.PathLike[str] | None, seeds: int = GATE_SEEDS) -> dict[str, Any]:
+    """The gate's record for ``images`` (uint8 NHWC, seeds 0..seeds-1 by the seed
     rule, untruncated: made by any reduced-precision path, e.g. torch's bf16 autocast)
     against the fp32 model: pixel differences, and with a ``features`` model the Fréchet
     distance and recall of both against fp32 reference samples, with fp32's band over
-    ``GATE_SETS`` disjoint sets of seeds. ``passed`` is True only when every figure is
-    within bounds."""
+    ``GATE_SETS`` disjoint sets of ``seeds`` seeds (the reference: twice as many).
+    ``passed`` is True only when every figure is within bounds."""
     from .metrics import FeatureExtractor, frechet_distance, precision_recall
 
+    seeds = check_count("seeds", seeds, 10, 100_000)
     ref_path = Path(fp32_uint8)
     info = Session(ref_path, "cpu", check=False).info
-    sets = [range(k * GATE_SEEDS, (k + 1) * GATE_SEEDS) for k in range(GATE_SETS)]
+    sets = [range(k * seeds, (k + 1) * seeds) for k in range(GATE_SETS)]
+    reference = range(REFERENCE_SEEDS.start, REFERENCE_SEEDS.start + 2 * seeds)
     fp = _pixels(ref_path, info, sets[0])
     if images.shape != fp.shape or images.dtype != np.uint8:
         raise GansampleError(f"images: got {images.dtype} {list(images.shape)}; uint8 {list(fp.shape)} "
-                             f"(seeds 0-{GATE_SEEDS - 1})", "images")
+                             f"(seeds 0-{seeds - 1})", "images")
     va = images
     diff = np.abs(fp.astype(np.int16) - va.astype(np.int16))
-    rec: dict[str, Any] = {"seeds": GATE_SEEDS, "max_pixel_diff": int(diff.max()),
+    rec: dict[str, Any] = {"seeds": seeds, "max_pixel_diff": int(diff.max()),
                            "mean_pixel_diff": round(float(diff.mean()), 4),
                            "p99_pixel_diff": float(np.percentile(diff, 99)),
                            "bound_mean_pixel_diff": MAX_MEAN_PIXEL_DIFF}
@@ -160,7 +163,7 @@ def judge(fp32_uint8: str | os.PathLike[str], images: np.ndarray,
         reasons.append("no features model to measure Fréchet distance and recall (pass features)")
     else:
         fx = FeatureExtractor(features, device="cpu")
-        ref = fx(_pixels(ref_path, info, REFERENCE_SEEDS))[0]
+        ref = fx(_pixels(ref_path, info, reference))[0]
         fds, recalls = [], []
         for k, s in enumerate(sets):
             f = fx(fp if k == 0 else _pixels(ref_path, info, s))[0]
@@ -168,8 +171,7 @@ def judge(fp32_uint8: str | os.PathLike[str], images: np.ndarray,
             recalls.append(precision_recall(ref, f)[1])
         fv = fx(va)[0]
         fd_v, rec_v = frechet_distance(ref, fv), precision_recall(ref, fv)[1]
-        rec.update({"features": Path(features).name, "reference_seeds": f"{REFERENCE_SEEDS.start}-"
-                    f"{REFERENCE_SEEDS.stop - 1}", "fd": round(fd_v, 5), "fd_fp32": round(fds[0], 5),
+        rec.update({"features": Path(features).name, "reference_seeds": f"{reference.start}-{reference.stop - 1}", "fd": round(fd_v, 5), "fd_fp32": round(fds[0], 5),
                     "fd_band": [round(min(fds), 5), round(max(fds), 5)], "recall": round(rec_v, 4),
                     "recall_fp32": round(recalls[0], 4), "recall_band": [round(min(recalls), 4),
                                                                           round(max(recalls), 4)]})
@@ -198,14 +200,15 @@ def write_gate(variant: str | os.PathLike[str], record: dict[str, Any]) -> None:
     atomic_write(path, model.SerializeToString())
 
 
-def build_int8(folder: str | os.PathLike[str], features: str | os.PathLike[str] | None) -> dict[str, Any]:
+def build_int8(folder: str | os.PathLike[str], features: str | os.PathLike[str] | None,
+               seeds: int = GATE_SEEDS) -> dict[str, Any]:
     """Write and gate ``folder/generator_int8.onnx`` from ``folder/generator_uint8.onnx``;
     returns the gate's record."""
     folder = Path(folder)
     stage = temp_dir(folder, "int8")  # the variant appears under its name only once gated
     try:
         out = make_int8(folder / "generator_uint8.onnx", stage / INT8_FILE)
-        record = gate(folder / "generator_uint8.onnx", out, features)
+        record = gate(folder / "generator_uint8.onnx", out, features, seeds)
         write_gate(out, record)
         os.replace(out, folder / INT8_FILE)
     finally:

@@ -223,6 +223,7 @@ def _bad_export(tmp_path: Path, *args: object) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow  # 20 s of subprocess exports; the default run keeps one bad-input export test per command
 def test_export_module_bad_input(tmp_path) -> None:
     torch.manual_seed(6)
     small = nets.make_small_dcgan(nz=32, ngf=8)

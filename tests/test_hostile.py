@@ -164,6 +164,7 @@ def test_short_writes_are_continued_and_failures_reported(tmp_path, monkeypatch)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.bin"]
 
 
+@pytest.mark.slow  # 25 s of subprocesses; test_hostile keeps the other unwritable-output checks
 def test_unwritable_and_overlong_output_paths(tiny_model, tmp_path, tiny_run) -> None:
     ro = tmp_path / "ro"
     ro.mkdir()

@@ -201,6 +201,7 @@ def test_download_verifies_checksums_against_local_server(tmp_path):
 
 
 @pytest.mark.skipif(not FASHION_DIR.is_dir(), reason="Debian dataset-fashion-mnist not installed")
+@pytest.mark.slow  # 16 s; test_colour evaluates a run periodically in the default run
 def test_periodic_evaluation_keeps_best_checkpoint(tmp_path):
     from gansample.training.config import TrainConfig
     from gansample.training.train import train
