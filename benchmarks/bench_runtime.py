@@ -305,6 +305,7 @@ def quality_table(specs: list[dict], a: argparse.Namespace, work: Path) -> None:
     path, so that the speed table compares at equal quality: gansample's int8 variant and
     torch's bf16 autocast, each against the fp32 model on seeds 0-999."""
     from gansample import reduced
+    from gansample.generator import Generator
     from gansample.training.export import export_checkpoint
     rows = [(spec, None) for spec in specs]
     if a.quality_checkpoint:
@@ -319,7 +320,7 @@ def quality_table(specs: list[dict], a: argparse.Namespace, work: Path) -> None:
     seeds = range(reduced.GATE_SEEDS)
     for spec, feats in rows:
         fp32 = spec["onnx"] / "generator_uint8.onnx"
-        int8 = reduced._pixels(spec["onnx"] / reduced.INT8_FILE, reduced.Session(fp32, "cpu").info, seeds)
+        int8 = Generator(spec["onnx"] / reduced.INT8_FILE, device="cpu").sample(seeds=seeds).images
         paths = [("gansample int8", int8), ("torch fp32 (reference)", torch_images(spec["checkpoint"], seeds, False)),
                  ("torch bf16 autocast", torch_images(spec["checkpoint"], seeds, True))]
         for label, images in paths:

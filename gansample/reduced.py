@@ -33,12 +33,14 @@ import numpy as np
 
 from . import latents as lat
 from . import metadata as md
-from .errors import GansampleError, check_count, first_line
+from .errors import GansampleError, bad_value, check_count, first_line
 from .files import atomic_write, temp_dir
+from .generator import Generator
+from .registry import GENERATOR_FILES
 from .session import Session
 
 log = logging.getLogger("gansample")
-INT8_FILE = "generator_int8.onnx"
+INT8_FILE, UINT8_FILE = GENERATOR_FILES["int8"], GENERATOR_FILES["uint8"]
 CALIB_SEEDS = range(3_000_000, 3_001_024)  # 1,024 latents, away from every seed set of the gate
 GATE_SEEDS = 1000  # seeds per set: set 0 (0..999) is compared pixel by pixel
 GATE_SETS = 4  # disjoint fp32 sets whose spread is the noise band
@@ -48,19 +50,14 @@ QUANTISED_OPS = ["Conv", "Relu"]
 
 
 def _feeds(sess: Session, info: md.ModelInfo, seeds: list[int]) -> dict[str, np.ndarray]:
-    """The graph's inputs for ``seeds`` by the seed rule, untruncated (psi 1)."""
+    """The graph's inputs for ``seeds`` by the seed rule, untruncated (psi 1): the
+    quantiser's calibration data."""
     feeds: dict[str, np.ndarray] = {"z": lat.latents_for_seeds(seeds, info.z_dim)}
     if "label" in sess.input_names:
         feeds["label"] = lat.labels_for_seeds(seeds, max(info.num_classes, 1))
     if "psi" in sess.input_names:
         feeds["psi"] = np.ones(len(seeds), np.float32)
     return feeds
-
-
-def _batches(seeds: "range | list[int]", batch: int) -> Iterator[list[int]]:
-    seeds = list(seeds)
-    for i in range(0, len(seeds), batch):
-        yield seeds[i:i + batch]
 
 
 @contextlib.contextmanager
@@ -88,7 +85,7 @@ def make_int8(uint8_path: str | os.PathLike[str], out: str | os.PathLike[str]) -
                              "re-export it through gansample's exporter for the phase-conv graph", "int8")
     sess = Session(src, "cpu")
     info = sess.info
-    feeds = [_feeds(sess, info, chunk) for chunk in _batches(CALIB_SEEDS, 64)]
+    feeds = [_feeds(sess, info, chunk) for chunk in lat.chunks(CALIB_SEEDS, 64)]
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
@@ -117,9 +114,10 @@ def make_int8(uint8_path: str | os.PathLike[str], out: str | os.PathLike[str]) -
     return Path(out)
 
 
-def _pixels(path: Path, info: md.ModelInfo, seeds: "range | list[int]", batch: int = 250) -> np.ndarray:
-    sess = Session(path, "cpu", check=False)
-    return np.concatenate([sess.run(_feeds(sess, info, chunk)) for chunk in _batches(seeds, batch)])
+def _sampler(path: str | os.PathLike[str]) -> Generator:
+    """The generator file at ``path`` on the CPU; ``.sample(seeds=...)`` gives the images
+    of the seeds by the seed rule, untruncated."""
+    return Generator(path, device="cpu", batch_size=250)
 
 
 def gate(fp32_uint8: str | os.PathLike[str], variant: str | os.PathLike[str],
@@ -127,8 +125,7 @@ def gate(fp32_uint8: str | os.PathLike[str], variant: str | os.PathLike[str],
     """Measure the ``variant`` file against the fp32 model (its uint8-output file); see
     ``judge``."""
     seeds = check_count("seeds", seeds, 10, 100_000)
-    info = Session(fp32_uint8, "cpu", check=False).info
-    return judge(fp32_uint8, _pixels(Path(variant), info, range(seeds)), features, seeds)
+    return judge(fp32_uint8, _sampler(variant).sample(seeds=range(seeds)).images, features, seeds)
 
 
 def judge(fp32_uint8: str | os.PathLike[str], images: np.ndarray,
@@ -142,16 +139,14 @@ def judge(fp32_uint8: str | os.PathLike[str], images: np.ndarray,
     from .metrics import FeatureExtractor, frechet_distance, precision_recall
 
     seeds = check_count("seeds", seeds, 10, 100_000)
-    ref_path = Path(fp32_uint8)
-    info = Session(ref_path, "cpu", check=False).info
+    fp32 = _sampler(fp32_uint8)
     sets = [range(k * seeds, (k + 1) * seeds) for k in range(GATE_SETS)]
     reference = range(REFERENCE_SEEDS.start, REFERENCE_SEEDS.start + 2 * seeds)
-    fp = _pixels(ref_path, info, sets[0])
+    fp = fp32.sample(seeds=sets[0]).images
     if images.shape != fp.shape or images.dtype != np.uint8:
         raise GansampleError(f"images: got {images.dtype} {list(images.shape)}; uint8 {list(fp.shape)} "
                              f"(seeds 0-{seeds - 1})", "images")
-    va = images
-    diff = np.abs(fp.astype(np.int16) - va.astype(np.int16))
+    diff = np.abs(fp.astype(np.int16) - images.astype(np.int16))
     rec: dict[str, Any] = {"seeds": seeds, "max_pixel_diff": int(diff.max()),
                            "mean_pixel_diff": round(float(diff.mean()), 4),
                            "p99_pixel_diff": float(np.percentile(diff, 99)),
@@ -163,15 +158,16 @@ def judge(fp32_uint8: str | os.PathLike[str], images: np.ndarray,
         reasons.append("no features model to measure Fréchet distance and recall (pass features)")
     else:
         fx = FeatureExtractor(features, device="cpu")
-        ref = fx(_pixels(ref_path, info, reference))[0]
+        ref = fx(fp32.sample(seeds=reference).images)[0]
         fds, recalls = [], []
         for k, s in enumerate(sets):
-            f = fx(fp if k == 0 else _pixels(ref_path, info, s))[0]
+            f = fx(fp if k == 0 else fp32.sample(seeds=s).images)[0]
             fds.append(frechet_distance(ref, f))
             recalls.append(precision_recall(ref, f)[1])
-        fv = fx(va)[0]
+        fv = fx(images)[0]
         fd_v, rec_v = frechet_distance(ref, fv), precision_recall(ref, fv)[1]
-        rec.update({"features": Path(features).name, "reference_seeds": f"{reference.start}-{reference.stop - 1}", "fd": round(fd_v, 5), "fd_fp32": round(fds[0], 5),
+        rec.update({"features": Path(features).name, "reference_seeds": f"{reference.start}-{reference.stop - 1}",
+                    "fd": round(fd_v, 5), "fd_fp32": round(fds[0], 5),
                     "fd_band": [round(min(fds), 5), round(max(fds), 5)], "recall": round(rec_v, 4),
                     "recall_fp32": round(recalls[0], 4), "recall_band": [round(min(recalls), 4),
                                                                           round(max(recalls), 4)]})
@@ -207,8 +203,8 @@ def build_int8(folder: str | os.PathLike[str], features: str | os.PathLike[str] 
     folder = Path(folder)
     stage = temp_dir(folder, "int8")  # the variant appears under its name only once gated
     try:
-        out = make_int8(folder / "generator_uint8.onnx", stage / INT8_FILE)
-        record = gate(folder / "generator_uint8.onnx", out, features, seeds)
+        out = make_int8(folder / UINT8_FILE, stage / INT8_FILE)
+        record = gate(folder / UINT8_FILE, out, features, seeds)
         write_gate(out, record)
         os.replace(out, folder / INT8_FILE)
     finally:
@@ -222,7 +218,6 @@ def features_for(dataset: str, given: str | os.PathLike[str] | None) -> Path | N
     if given is not None:
         path = Path(given)
         if not path.is_file():
-            from .errors import bad_value
             raise bad_value("features", str(given), "an existing features model .onnx file")
         return path
     from .metrics import features_path

@@ -19,9 +19,7 @@ import platform
 import statistics
 import time
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Callable
 
 from .errors import WriteError
 from .files import atomic_write, user_cache_dir
@@ -30,6 +28,9 @@ SPEEDUP_NEEDED = 1.05  # int8 is chosen only when it measured at least this much
 PROBE_ROUNDS = 3
 PROBE_SECONDS = 0.08  # per file per round
 CACHE_FILE = "variant-choices.json"
+
+if TYPE_CHECKING:
+    from .generator import Generator
 
 
 def cpu_name() -> str:
@@ -78,36 +79,30 @@ def _remember(key: str, entry: dict[str, Any]) -> None:
         pass
 
 
-def _rate(sess: Any, feeds: dict[str, np.ndarray], seconds: float) -> float:
+def _rate(step: Callable[[], Any], seconds: float) -> float:
     n, t0 = 0, time.perf_counter()
     while True:
-        sess.run(feeds)
+        step()
         n += 1
         dt = time.perf_counter() - t0
         if dt >= seconds:
             return n / dt
 
 
-def probe(int8: Path, uint8: Path, threads: int | None, spinning: bool, batch: int) -> dict[str, float]:
-    """Images per second of both files at ``batch``, interleaved rounds, medians."""
+def probe(int8: "Generator", uint8: "Generator", batch: int) -> dict[str, float]:
+    """Images per second of both generators at ``batch`` (their own threads and
+    spinning), interleaved rounds, medians."""
     from . import latents as lat
-    from .session import Device, Session
-
-    cpu = Device("cpu", ["CPUExecutionProvider"])
-    sessions = {"int8": Session(int8, cpu, threads, spinning), "uint8": Session(uint8, cpu, threads, spinning)}
-    info = sessions["uint8"].info
     seeds = list(range(batch))
-    feeds: dict[str, np.ndarray] = {"z": lat.latents_for_seeds(seeds, info.z_dim)}
-    if info.conditional:
-        feeds["label"] = lat.labels_for_seeds(seeds, info.num_classes)
-    if info.truncation == "w":
-        feeds["psi"] = np.ones(batch, np.float32)
-    rates: dict[str, list[float]] = {k: [] for k in sessions}
-    for s in sessions.values():
-        s.run(feeds)  # warm-up
+    z = lat.latents_for_seeds(seeds, uint8.info.z_dim)
+    labels = uint8.labels_for(seeds, None)
+    gens = {"int8": int8, "uint8": uint8}
+    rates: dict[str, list[float]] = {k: [] for k in gens}
+    for g in gens.values():
+        g.run(z, labels)  # warm-up
     for _ in range(PROBE_ROUNDS):
-        for k, s in sessions.items():
-            rates[k].append(_rate(s, feeds, PROBE_SECONDS) * batch)
+        for k, g in gens.items():
+            rates[k].append(_rate(lambda: g.run(z, labels), PROBE_SECONDS) * batch)
     return {k: statistics.median(v) for k, v in rates.items()}
 
 
@@ -120,13 +115,16 @@ def choose_cpu(gens: dict[str, Path], threads: int | None, spinning: bool, batch
     hit = _read_cache().get(key)
     if isinstance(hit, dict) and hit.get("variant") in gens and isinstance(hit.get("reason"), str):
         return hit["variant"], hit["reason"] + " (remembered)"
-    from .session import Session
-    gate = Session(gens["int8"], "cpu", check=False).info.gate
+    from .generator import Generator
+    batch = min(batch, 64)
+    int8 = Generator(gens["int8"], device="cpu", threads=threads, batch_size=batch, spinning=spinning)
+    gate = int8.info.gate
     if not gate.get("passed"):
         why = "; ".join(gate.get("reasons", [])) or "it was never measured"
         variant, reason = "uint8", f"uint8: the int8 variant did not pass the quality gate ({why})"
     else:
-        r = probe(gens["int8"], gens["uint8"], threads, spinning, min(batch, 64))
+        uint8 = Generator(gens["uint8"], device="cpu", threads=threads, batch_size=batch, spinning=spinning)
+        r = probe(int8, uint8, batch)
         ratio = r["int8"] / r["uint8"]
         faster = ratio >= SPEEDUP_NEEDED
         variant = "int8" if faster else "uint8"

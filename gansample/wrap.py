@@ -21,7 +21,8 @@ import numpy as np
 from . import metadata as md
 from .errors import bad_value, first_line
 from .files import atomic_write, ensure_outdir
-from .reduced import INT8_FILE, add_int8, features_for
+from .reduced import add_int8, features_for
+from .registry import GENERATOR_FILES
 
 _FLOAT = {1, 10, 11, 16}  # FLOAT, FLOAT16, DOUBLE, BFLOAT16
 _INT = {2, 3, 4, 5, 6, 7, 12, 13}
@@ -148,8 +149,8 @@ def wrap_onnx(path: str | os.PathLike[str], out: str | os.PathLike[str], *, z_di
     d_model = (_wrap_discriminator(discriminator, info, tuple(output_range), layout)
                if discriminator is not None else None)
     outdir = ensure_outdir(out, "out")
-    for f in ("generator_fp16.onnx", "generator_mix.onnx", INT8_FILE):  # variants of an earlier model there
-        if (outdir / f).is_file():
+    for f in GENERATOR_FILES.values():  # variants of an earlier model there (the two below are rewritten)
+        if f not in ("generator.onnx", "generator_uint8.onnx") and (outdir / f).is_file():
             (outdir / f).unlink()
     atomic_write(outdir / "generator.onnx", m.SerializeToString())
     atomic_write(outdir / "generator_uint8.onnx", u8.SerializeToString())
