@@ -124,7 +124,11 @@ class Generator:
             self.variant_reason = f"{pick}: the GPU default"
         elif "uint8" in gens or "int8" in gens:
             from .variants import choose_cpu
-            pick, self.variant_reason = choose_cpu(gens, threads, spinning, batch_size)
+
+            def open_cpu(path: Path) -> Generator:  # the speed probe's batch: at most 64
+                return Generator(path, device="cpu", threads=threads, batch_size=min(batch_size, 64),
+                                 spinning=spinning)
+            pick, self.variant_reason = choose_cpu(gens, threads, open_cpu)
         else:
             pick = "fp32" if "fp32" in gens else next(iter(gens))
             self.variant_reason = f"{pick}: the CPU default (this model has no uint8 or int8 variant)"

@@ -19,7 +19,7 @@ import platform
 import statistics
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 from .errors import WriteError
 from .files import atomic_write, user_cache_dir
@@ -28,9 +28,6 @@ SPEEDUP_NEEDED = 1.05  # int8 is chosen only when it measured at least this much
 PROBE_ROUNDS = 3
 PROBE_SECONDS = 0.08  # per file per round
 CACHE_FILE = "variant-choices.json"
-
-if TYPE_CHECKING:
-    from .generator import Generator
 
 
 def cpu_name() -> str:
@@ -89,9 +86,9 @@ def _rate(step: Callable[[], Any], seconds: float) -> float:
             return n / dt
 
 
-def probe(int8: "Generator", uint8: "Generator", batch: int) -> dict[str, float]:
-    """Images per second of both generators at ``batch`` (their own threads and
-    spinning), interleaved rounds, medians."""
+def probe(int8: Any, uint8: Any, batch: int) -> dict[str, float]:
+    """Images per second of two ``Generator`` objects at ``batch`` (their own threads
+    and spinning), interleaved rounds, medians."""
     from . import latents as lat
     seeds = list(range(batch))
     z = lat.latents_for_seeds(seeds, uint8.info.z_dim)
@@ -106,8 +103,11 @@ def probe(int8: "Generator", uint8: "Generator", batch: int) -> dict[str, float]
     return {k: statistics.median(v) for k, v in rates.items()}
 
 
-def choose_cpu(gens: dict[str, Path], threads: int | None, spinning: bool, batch: int) -> tuple[str, str]:
-    """(variant, reason) for `auto` on the CPU among the files ``gens`` (variant -> path)."""
+def choose_cpu(gens: dict[str, Path], threads: int | None, open_cpu: Callable[[Path], Any]) -> tuple[str, str]:
+    """(variant, reason) for `auto` on the CPU among the files ``gens`` (variant -> path);
+    ``open_cpu(path)`` opens one of them as a ``Generator`` on the CPU, with the caller's
+    threads, spinning and batch size (passed in: this module does not import
+    gansample.generator, which imports it)."""
     fallback = "uint8" if "uint8" in gens else "fp32"
     if "int8" not in gens or "uint8" not in gens:
         return fallback, f"{fallback}: the CPU default (this model has no int8 variant)"
@@ -115,16 +115,14 @@ def choose_cpu(gens: dict[str, Path], threads: int | None, spinning: bool, batch
     hit = _read_cache().get(key)
     if isinstance(hit, dict) and hit.get("variant") in gens and isinstance(hit.get("reason"), str):
         return hit["variant"], hit["reason"] + " (remembered)"
-    from .generator import Generator
-    batch = min(batch, 64)
-    int8 = Generator(gens["int8"], device="cpu", threads=threads, batch_size=batch, spinning=spinning)
+    int8 = open_cpu(gens["int8"])
     gate = int8.info.gate
     if not gate.get("passed"):
         why = "; ".join(gate.get("reasons", [])) or "it was never measured"
         variant, reason = "uint8", f"uint8: the int8 variant did not pass the quality gate ({why})"
     else:
-        uint8 = Generator(gens["uint8"], device="cpu", threads=threads, batch_size=batch, spinning=spinning)
-        r = probe(int8, uint8, batch)
+        uint8 = open_cpu(gens["uint8"])
+        r = probe(int8, uint8, uint8.batch_size)
         ratio = r["int8"] / r["uint8"]
         faster = ratio >= SPEEDUP_NEEDED
         variant = "int8" if faster else "uint8"
