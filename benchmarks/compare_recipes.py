@@ -1,10 +1,15 @@
 """Train the recipes on the same data for the same number of images and print their
 evaluation side by side (the trainer's own evaluator: Frechet distance, precision, recall,
-density, coverage in a features model's space). Each run is its own `gansample train`
-process, one after the other.
+density, coverage in a features model's space), at every evaluation step all runs reached.
+Each run is its own `gansample train` process; --jobs runs several at once (on one GPU the
+runs then share it: compare their quality, not their wall times).
 
     python benchmarks/compare_recipes.py --data data/emoji --resolution 32 --steps 800 \\
         --features exported/features/emoji.onnx --width 16 --outdir runs-compare
+
+A run is a recipe name, or LABEL=RECIPE with settings after it, e.g.
+`--runs dcgan,fastgan,before=gansample:augment=translation,gansample` compares the default
+recipe with and without its colour augmentation.
 """
 
 from __future__ import annotations
@@ -14,25 +19,40 @@ import json
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 RECIPES = ("dcgan", "gansample", "fastgan")
 KEYS = ("frechet_distance", "precision", "recall", "density", "coverage", "class_accuracy")
 
 
-def run(recipe: str, a: argparse.Namespace) -> tuple[dict, float, Path]:
-    out = a.outdir / recipe
+def parse_run(spec: str) -> tuple[str, str, list[str]]:
+    """'LABEL=RECIPE:K=V:K=V' or 'RECIPE' -> (label, recipe, ['K=V', ...])."""
+    label, rest = spec.split("=", 1) if "=" in spec.split(":")[0] else ("", spec)
+    recipe, *settings = rest.split(":")
+    if recipe not in RECIPES:
+        raise SystemExit(f"--runs: got {spec!r}; a run is RECIPE or LABEL=RECIPE[:KEY=VALUE...], "
+                         f"RECIPE one of {', '.join(RECIPES)}")
+    return label or recipe, recipe, settings
+
+
+def run(spec: tuple[str, str, list[str]], a: argparse.Namespace) -> tuple[list[dict], float, Path]:
+    label, recipe, settings = spec
+    out = a.outdir / label
     cmd = [sys.executable, "-m", "gansample", "train", "--data", str(a.data), "--conditional", "--resolution",
            str(a.resolution), "--recipe", recipe, "--steps", str(a.steps), "--outdir", str(out), "--seed", str(a.seed),
-           "--set", f"g_width={a.width}", "--set", f"d_width={a.width}", "--set", f"eval_every={a.eval_every or a.steps}",
+           "--set", f"g_width={a.width}", "--set", f"d_width={a.width}", "--set", f"batch_size={a.batch_size}",
+           "--set", f"eval_every={a.eval_every or a.steps}",
            "--set", f"eval_n={a.eval_n}", "--set", f"sample_every={a.steps}", "--set", f"ckpt_every={a.steps}",
            "--set", f"features={a.features}", "--set", f"threads={a.threads}", "-q"]
+    for kv in settings:
+        cmd += ["--set", kv]
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True)
     wall = time.perf_counter() - t0
     run_dir = sorted(out.iterdir())[-1]
     rows = [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines() if '"eval"' in l]
-    return rows[-1]["eval"], wall, run_dir
+    return rows, wall, run_dir
 
 
 def main() -> None:
@@ -41,24 +61,32 @@ def main() -> None:
     ap.add_argument("--features", type=Path, required=True)
     ap.add_argument("--resolution", type=int, default=32)
     ap.add_argument("--steps", type=int, default=800)
+    ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--width", type=int, default=16)
     ap.add_argument("--eval-n", type=int, default=2000)
     ap.add_argument("--eval-every", type=int, default=0, help="steps between evaluations (0: only at the end)")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--recipes", default=",".join(RECIPES))
+    ap.add_argument("--runs", "--recipes", dest="runs", default=",".join(RECIPES))
+    ap.add_argument("--jobs", type=int, default=1, help="runs at once")
     ap.add_argument("--outdir", type=Path, default=Path("runs-compare"))
     a = ap.parse_args()
-    results = {r: run(r, a) for r in a.recipes.split(",")}
-    print(f"\n{a.data.name}, {a.resolution} px, {a.steps} steps of 64 = {a.steps * 64:,} images per recipe, "
-          f"width {a.width}, {a.eval_n} samples vs {results[next(iter(results))][0]['n_real']} real images")
-    print("| recipe | " + " | ".join(k.replace("_", " ") for k in KEYS) + " | wall |")
-    print("|---|" + "---|" * (len(KEYS) + 1))
-    for r, (ev, wall, run_dir) in results.items():
-        cells = " | ".join(f"{ev[k]:.4f}" if ev.get(k) is not None else "-" for k in KEYS)
-        print(f"| {r} | {cells} | {wall / 60:.1f} min |  ")
-    for r, (_, _, run_dir) in results.items():
-        print(f"{r}: {run_dir}")
+    specs = [parse_run(s) for s in a.runs.split(",")]
+    with ThreadPoolExecutor(max(1, a.jobs)) as pool:
+        results = dict(zip([s[0] for s in specs], pool.map(lambda s: run(s, a), specs)))
+    first = next(iter(results.values()))[0]
+    print(f"\n{a.data.name}, {a.resolution} px, width {a.width}, batches of {a.batch_size}, "
+          f"{a.eval_n} samples vs {first[-1]['eval']['n_real']} real images")
+    steps = sorted(set.intersection(*({r["step"] for r in rows} for rows, _, _ in results.values())))
+    print("| run | step | images | " + " | ".join(k.replace("_", " ") for k in KEYS) + " |")
+    print("|---|---|---|" + "---|" * len(KEYS))
+    for step in steps:
+        for label, (rows, _, _) in results.items():
+            ev = next(r["eval"] for r in rows if r["step"] == step)
+            cells = " | ".join(f"{ev[k]:.4f}" if ev.get(k) is not None else "-" for k in KEYS)
+            print(f"| {label} | {step} | {step * a.batch_size:,} | {cells} |")
+    for label, (_, wall, run_dir) in results.items():
+        print(f"{label}: {run_dir} ({wall / 60:.1f} min)")
 
 
 if __name__ == "__main__":

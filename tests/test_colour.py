@@ -17,12 +17,12 @@ from conftest import make_image_folder
 from gansample import Generator
 
 
-def _tiny_fastgan(folder: Path, out: Path, resolution: int, steps: int = 1) -> Path:
+def _tiny_fastgan(folder: Path, out: Path, resolution: int, steps: int = 1, **settings) -> Path:
     from gansample.training.config import TrainConfig
     from gansample.training.train import train
-    cfg = TrainConfig(data=str(folder), resolution=resolution, conditional=True, recipe="fastgan", steps=steps,
+    cfg = TrainConfig(data=str(folder), resolution=resolution, conditional=True, steps=steps,
                       batch_size=4, z_dim=16, g_width=8, d_width=8, sample_every=steps, ckpt_every=steps,
-                      log_every=1, threads=1, standing_samples=64)
+                      log_every=1, threads=1, standing_samples=64, **{"recipe": "fastgan", **settings})
     return train(cfg, out, progress=False)
 
 
@@ -41,6 +41,31 @@ def test_fastgan_one_step_on_cpu(colour_folder, tmp_path, resolution):
     row = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
     assert row["recon"] > 0 and np.isfinite(row["loss_d"])
     assert (run / "metrics.png").is_file()
+
+
+@pytest.mark.parametrize("resolution", [64, 128])
+def test_default_recipe_on_colour_data_uses_colour_augmentation(colour_folder, tmp_path, resolution):
+    # The colour recipe of docs/colour.md: the default recipe with colour + translation
+    # DiffAugment, chosen by augment="auto" because the data is RGB.
+    run = _tiny_fastgan(colour_folder, tmp_path, resolution, recipe="gansample")
+    state = torch.load(next(run.glob("checkpoint-*.pt")), weights_only=True)
+    assert state["config"]["augment"] == "color,translation" and state["config"]["recipe"] == "gansample"
+    assert json.loads((run / "config.json").read_text())["augment"] == "color,translation"
+    assert state["g_args"]["resolution"] == resolution and "sle" not in state["g_args"]
+    assert np.isfinite(json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])["loss_d"])
+
+
+def test_augment_auto_follows_the_data_and_an_explicit_policy_wins(tmp_path):
+    gray = make_image_folder(tmp_path / "gray", n_per_class=4, size=32, rgb=False)
+    run = _tiny_fastgan(gray, tmp_path / "g", 32, recipe="gansample")
+    assert json.loads((run / "config.json").read_text())["augment"] == "translation"
+    rgb = make_image_folder(tmp_path / "rgb", n_per_class=4, size=32, rgb=True)
+    run = _tiny_fastgan(rgb, tmp_path / "r", 32, recipe="gansample", augment="translation")
+    assert json.loads((run / "config.json").read_text())["augment"] == "translation"
+    from gansample.training.config import TrainConfig
+    from gansample.errors import GansampleError
+    with pytest.raises(GansampleError, match="augment.*'blur'.*auto, or a comma list"):
+        TrainConfig(augment="blur").validate()
 
 
 def test_fastgan_exports_through_the_phase_graph(colour_folder, tmp_path):

@@ -49,7 +49,11 @@ class TrainConfig:
     ema_beta: float = 0.999  # EMA of G's weights; 0 disables it
     ema_warmup: int = 500  # steps over which the EMA decay ramps up
     standing_samples: int = 10_000  # latents G_ema's BatchNorm statistics are recomputed from
-    augment: str = "translation"  # DiffAugment policy; "" disables it (cutout trained worse here)
+    # DiffAugment policy, a comma list of translation, color, cutout; "" disables it. "auto":
+    # color,translation for colour data, translation for grayscale (on 64 px emoji the colour
+    # transforms kept the default recipe's recall from collapsing: docs/colour.md; cutout
+    # trained worse on Fashion-MNIST).
+    augment: str = "auto"
     # After the GAN steps: train D alone against the frozen G with the logistic loss, so
     # its logits estimate log p_data/p_G as DRS assumes (Azadi et al. 2019), adding
     # negative-data-augmentation images as fakes (Sinha et al. 2021) so that blank, noisy,
@@ -96,8 +100,8 @@ class TrainConfig:
         if self.channels not in (None, 1, 3):
             raise bad_value("channels", self.channels, "valid: 1, 3")
         bad = [a for a in self.augment.split(",") if a and a not in ("translation", "cutout", "color")]
-        if bad:
-            raise bad_value("augment", self.augment, "a comma list of: translation, cutout, color")
+        if bad and self.augment != "auto":
+            raise bad_value("augment", self.augment, "auto, or a comma list of: translation, cutout, color")
         bad = [a for a in self.nda.split(",") if a and a not in NDA_KINDS]
         if bad:
             raise bad_value("nda", self.nda, f"a comma list of: {', '.join(NDA_KINDS)}")
@@ -133,7 +137,14 @@ def fastgan_recipe(cfg: TrainConfig) -> TrainConfig:
     decoder in D, spectral norm everywhere in D, hinge loss, colour + translation
     DiffAugment; the EMA, mode-seeking term and Adam settings of the gansample recipe."""
     return dataclasses.replace(cfg, recipe="fastgan", loss="hinge", d_norm="spectral",
-                               augment=cfg.augment if cfg.augment != "translation" else "color,translation")
+                               augment=cfg.augment if cfg.augment != "auto" else "color,translation")
+
+
+def resolve_augment(cfg: TrainConfig, channels: int) -> TrainConfig:
+    """``augment="auto"`` made concrete for the data (what config.json and checkpoints keep)."""
+    if cfg.augment != "auto":
+        return cfg
+    return dataclasses.replace(cfg, augment="color,translation" if channels == 3 else "translation")
 
 
 def _parse(name: str, text: str, typ: Any) -> Any:

@@ -31,7 +31,7 @@ from gansample.output import atomic_write, clean_stale_temps, ensure_outdir, sav
 from gansample.latents import labels_for_seeds, latents_for_seeds
 
 from . import checkpoint as ckpt
-from .config import RESUMABLE, TrainConfig, dcgan_recipe, fastgan_recipe
+from .config import RESUMABLE, TrainConfig, dcgan_recipe, fastgan_recipe, resolve_augment
 from .data import BatchSchedule, ImageData, load_dataset
 from .export import quantize
 from .watch import TensorBoard, plot_metrics, read_rows
@@ -167,7 +167,8 @@ def new_run_dir(outdir: Path, data: ImageData, cfg: TrainConfig) -> Path:
 
 class Trainer:
     def __init__(self, cfg: TrainConfig, data: ImageData, run_dir: Path, state: dict[str, Any] | None = None):
-        self.cfg, self.data, self.run_dir = cfg, data, run_dir
+        self.cfg, self.data, self.run_dir = resolve_augment(cfg, data.channels), data, run_dir
+        cfg = self.cfg
         clean_stale_temps(run_dir)  # checkpoint temporaries of a killed run
         self.device = pick_device(cfg.device)
         if cfg.threads:
@@ -522,6 +523,7 @@ def _train(cfg: TrainConfig, outdir: str | Path, resume: str | None, progress: b
     data = load_dataset(cfg.data, cfg.resolution, cfg.channels, cfg.conditional, cfg.data_dir, cfg.download)
     if data.skipped:
         log.warning("skipped %d unreadable image file(s) in %s", data.skipped, cfg.data)
+    cfg = resolve_augment(cfg, data.channels)
     if world > 1 and cfg.d_finetune_steps:
         raise bad_value("d_finetune_steps", cfg.d_finetune_steps, "0 under torchrun (fine-tune D by resuming the "
                         "checkpoint in one process)")
