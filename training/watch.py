@@ -87,7 +87,8 @@ def plot_metrics(run_dir: Path) -> Path | None:
             ax.plot(steps, [r.get(k, np.nan) for r in train], label=k, linewidth=1)
     ax.set_xlabel("step")
     ax.set_title("losses")
-    ax.legend(fontsize=8)
+    if train:  # an evaluation logged before the first training row has no loss lines yet
+        ax.legend(fontsize=8)
     for ax, k in zip(axes[0][1:], keys):
         ax.plot([r["step"] for r in evals], [r["eval"].get(k, np.nan) for r in evals], marker="o", linewidth=1)
         ax.set_xlabel("step")
