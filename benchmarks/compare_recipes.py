@@ -50,8 +50,8 @@ def run(spec: tuple[str, str, list[str]], a: argparse.Namespace) -> tuple[list[d
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True)
     wall = time.perf_counter() - t0
-    run_dir = sorted(out.iterdir())[-1]
-    rows = [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines() if '"eval"' in l]
+    run_dir = max(out.iterdir())
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if '"eval"' in line]
     return rows, wall, run_dir
 
 

@@ -62,8 +62,8 @@ def test_augment_auto_follows_the_data_and_an_explicit_policy_wins(tmp_path):
     rgb = make_image_folder(tmp_path / "rgb", n_per_class=4, size=32, rgb=True)
     run = _tiny_fastgan(rgb, tmp_path / "r", 32, recipe="gansample", augment="translation")
     assert json.loads((run / "config.json").read_text())["augment"] == "translation"
-    from gansample.training.config import TrainConfig
     from gansample.errors import GansampleError
+    from gansample.training.config import TrainConfig
     with pytest.raises(GansampleError, match="augment.*'blur'.*auto, or a comma list"):
         TrainConfig(augment="blur").validate()
 
