@@ -15,7 +15,7 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Iterable
 
 from .errors import GansampleError, WriteError
 
@@ -189,3 +189,26 @@ def temp_dir(parent: str | os.PathLike[str], label: str) -> Path:
         return Path(tempfile.mkdtemp(dir=parent, prefix=f".{label}.", suffix=f".{_tmp_tag()}{_TMP_SUFFIX}"))
     except OSError as e:
         raise write_error(parent, e) from None
+
+
+def publish(outdir: str | os.PathLike[str], build: Callable[[Path], dict[str, Any]],
+            managed: Iterable[str], arg: str = "out") -> dict[str, Any]:
+    """Run ``build(stage)`` on a staging folder inside ``outdir`` and move what it wrote in
+    only after every check passed (a killed run's staging folder is removed by the next run
+    in that folder). Files named in ``managed`` that this build did not write (variants or a
+    discriminator of an earlier model there) would be picked up beside the new ones: they go."""
+    out = ensure_outdir(outdir, arg)
+    stage = temp_dir(out, "export")
+    try:
+        report = build(stage)
+        new = {f.name for f in stage.iterdir()}
+        for old in managed:
+            if old not in new and (out / old).is_file():
+                (out / old).unlink()
+        for f in sorted(stage.iterdir()):
+            os.replace(f, out / f.name)
+    except OSError as e:
+        raise write_error(out, e) from None
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return report

@@ -13,6 +13,8 @@ ENV_MODELS = "GANSAMPLE_MODELS"  # extra folders of models, os.pathsep-separated
 GENERATOR_FILES = {"fp32": "generator.onnx", "uint8": "generator_uint8.onnx", "fp16": "generator_fp16.onnx",
                    "int8": "generator_int8.onnx", "mix": "generator_mix.onnx"}
 DISCRIMINATOR_FILE = "discriminator.onnx"
+# What an export or a wrap writes: a new one replaces all of them, removing those it does not write.
+MODEL_FILES = (*GENERATOR_FILES.values(), DISCRIMINATOR_FILE)
 ENCODER_FILE = "encoder.onnx"  # image -> z (+ class logits), for projection
 DIRECTIONS_FILE = "directions.npz"  # principal latent directions (gansample.directions)
 

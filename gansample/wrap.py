@@ -20,9 +20,9 @@ import numpy as np
 
 from . import metadata as md
 from .errors import bad_value, first_line
-from .files import atomic_write, ensure_outdir
+from .files import atomic_write, publish
 from .reduced import add_int8, features_for
-from .registry import GENERATOR_FILES
+from .registry import DISCRIMINATOR_FILE, MODEL_FILES
 
 _FLOAT = {1, 10, 11, 16}  # FLOAT, FLOAT16, DOUBLE, BFLOAT16
 _INT = {2, 3, 4, 5, 6, 7, 12, 13}
@@ -148,19 +148,21 @@ def wrap_onnx(path: str | os.PathLike[str], out: str | os.PathLike[str], *, z_di
     u8 = _uint8_variant(m, info)
     d_model = (_wrap_discriminator(discriminator, info, tuple(output_range), layout)
                if discriminator is not None else None)
-    outdir = ensure_outdir(out, "out")
-    for f in GENERATOR_FILES.values():  # variants of an earlier model there (the two below are rewritten)
-        if f not in ("generator.onnx", "generator_uint8.onnx") and (outdir / f).is_file():
-            (outdir / f).unlink()
-    atomic_write(outdir / "generator.onnx", m.SerializeToString())
-    atomic_write(outdir / "generator_uint8.onnx", u8.SerializeToString())
-    files = ["generator.onnx", "generator_uint8.onnx"]
-    report: dict[str, Any] = {"files": files}
-    if int8:
-        add_int8(outdir, feats, report)
-    if d_model is not None:
-        atomic_write(outdir / "discriminator.onnx", d_model.SerializeToString())
-        files.append("discriminator.onnx")
+
+    def build(stage: Path) -> dict[str, Any]:
+        files = ["generator.onnx", "generator_uint8.onnx"]
+        atomic_write(stage / "generator.onnx", m.SerializeToString())
+        atomic_write(stage / "generator_uint8.onnx", u8.SerializeToString())
+        report: dict[str, Any] = {"files": files}
+        if int8:
+            add_int8(stage, feats, report)
+        if d_model is not None:
+            atomic_write(stage / DISCRIMINATOR_FILE, d_model.SerializeToString())
+            files.append(DISCRIMINATOR_FILE)
+        return report
+
+    # Staged, then moved in: an earlier model's variants and discriminator there go.
+    report = publish(out, build, MODEL_FILES)
     return {**report, "smoke_shape": list(smoke.shape), "smoke_min": lo, "smoke_max": hi}
 
 

@@ -324,3 +324,8 @@ def test_wrap_with_a_foreign_discriminator(tmp_path) -> None:
     assert np.abs(Discriminator(out, device="cpu").logits(imgs) - ref).max() < 1e-4
     assert run_cli("wrap", tmp_path / "g.onnx", "--discriminator", tmp_path / "g.onnx", "--z-dim", "32",
                    "--out", tmp_path / "bad") == 2
+    assert not (tmp_path / "bad").exists() or not any((tmp_path / "bad").iterdir())
+    # Wrapping again into the same folder without a discriminator: the earlier one, which
+    # belongs to another generator's images, goes; no staging folder is left behind.
+    assert run_cli("wrap", tmp_path / "g.onnx", "--z-dim", "32", "--out", out, "--no-int8") == 0
+    assert sorted(f.name for f in out.iterdir()) == ["generator.onnx", "generator_uint8.onnx"]

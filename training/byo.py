@@ -35,9 +35,11 @@ from torch import nn
 
 from gansample import metadata as md
 from gansample.errors import GansampleError, bad_value, first_line
+from gansample.files import publish
 from gansample.reduced import add_int8, features_for
+from gansample.registry import MODEL_FILES
 
-from .export import _ort_run, _save, _simplify, _to_onnx, publish, quantize
+from .export import _ort_run, _save, _simplify, _to_onnx, quantize
 
 log = logging.getLogger("gansample")
 CONDITIONING = ("index", "onehot")
@@ -371,7 +373,7 @@ def export_generator(G: nn.Module, out: str | Path, *, z_dim: int | None = None,
         if int8:
             add_int8(stage, feats, report)
         return report
-    return publish(Path(out), build)
+    return publish(Path(out), build, MODEL_FILES)
 
 
 def make_probe(G: nn.Module, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:

@@ -18,12 +18,11 @@ import copy
 import io
 import logging
 import os
-import shutil
 import subprocess
 import warnings
 from contextlib import redirect_stdout
 from pathlib import Path
-from typing import Any, Callable, cast
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -33,8 +32,8 @@ from torch.nn.utils import parametrize
 from gansample import metadata as md
 from gansample.errors import GansampleError, bad_value, first_line
 from gansample.reduced import add_int8, features_for
-from gansample.registry import DISCRIMINATOR_FILE, GENERATOR_FILES
-from gansample.files import atomic_write, ensure_outdir, temp_dir, write_error
+from gansample.files import atomic_write, publish
+from gansample.registry import MODEL_FILES
 
 from . import checkpoint as ckpt
 from .fastgraph import PhaseGenerator
@@ -214,29 +213,7 @@ def export_checkpoint(checkpoint: str, out: str | os.PathLike[str], name: str | 
         if int8:
             add_int8(stage, feats, report)
         return report
-    return publish(outdir, build)
-
-
-def publish(outdir: Path, build: Callable[[Path], dict[str, Any]]) -> dict[str, Any]:
-    """Run ``build(stage)`` on a staging folder inside ``outdir`` and move what it wrote in
-    only after every check passed (a killed export's staging folder is removed by the next
-    run in that folder). Model files of an earlier export that this one does not write
-    (an fp16 or mix variant) would be picked up beside the new ones: they go."""
-    ensure_outdir(outdir, "out")
-    stage = Path(temp_dir(outdir, "export"))
-    try:
-        report = build(stage)
-        new = {f.name for f in stage.iterdir()}
-        for old in (*GENERATOR_FILES.values(), DISCRIMINATOR_FILE):
-            if old not in new and (outdir / old).is_file():
-                (outdir / old).unlink()
-        for f in sorted(stage.iterdir()):
-            os.replace(f, outdir / f.name)
-    except OSError as e:
-        raise write_error(outdir, e) from None
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
-    return report
+    return publish(outdir, build, MODEL_FILES)
 
 
 def _export_models(G: Generator, D: Discriminator, state: dict[str, Any], outdir: Path, name: str,
