@@ -42,6 +42,10 @@ from .session import Session
 log = logging.getLogger("gansample")
 INT8_FILE, UINT8_FILE = GENERATOR_FILES["int8"], GENERATOR_FILES["uint8"]
 CALIB_SEEDS = range(3_000_000, 3_001_024)  # 1,024 latents, away from every seed set of the gate
+# onnxruntime's percentile calibration keeps every calibrated activation of every latent in
+# memory at once (7.8 GB for 1,024 latents of a 64 px, width-64 generator; four times that at
+# 128 px): larger models calibrate on fewer latents, multiples of 64, at least 128.
+CALIB_BUDGET_BYTES = 1 << 30
 GATE_SEEDS = 1000  # seeds per set: set 0 (0..999) is compared pixel by pixel
 GATE_SETS = 4  # disjoint fp32 sets whose spread is the noise band
 REFERENCE_SEEDS = range(2_000_000, 2_002_000)  # the fp32 samples every set is compared with
@@ -69,6 +73,26 @@ def _quiet_logging() -> Iterator[None]:
         logging.disable(logging.NOTSET)
 
 
+def calibration_count(path: Path) -> int:
+    """How many of CALIB_SEEDS to calibrate on: all of them unless the float activations
+    the calibrator records (inputs and outputs of the quantised ops) would pass
+    CALIB_BUDGET_BYTES."""
+    import onnx
+
+    model = onnx.shape_inference.infer_shapes(onnx.load(str(path)))
+    sizes = {}
+    for vi in model.graph.value_info:
+        t = vi.type.tensor_type
+        dims = [d.dim_value for d in t.shape.dim][1:]
+        if t.elem_type == onnx.TensorProto.FLOAT and dims and all(d > 0 for d in dims):
+            sizes[vi.name] = int(np.prod(dims)) * 4
+    recorded = {name for node in model.graph.node if node.op_type in QUANTISED_OPS
+                for name in (*node.input, *node.output)}
+    per_latent = sum(sizes.get(name, 0) for name in recorded)
+    fit = CALIB_BUDGET_BYTES // max(per_latent, 1) // 64 * 64
+    return int(min(len(CALIB_SEEDS), max(128, fit)))
+
+
 def make_int8(uint8_path: str | os.PathLike[str], out: str | os.PathLike[str]) -> Path:
     """Quantise the uint8 variant at ``uint8_path`` into ``out`` (metadata: variant int8,
     no gate yet). Raises GansampleError when onnxruntime cannot quantise the graph."""
@@ -85,7 +109,8 @@ def make_int8(uint8_path: str | os.PathLike[str], out: str | os.PathLike[str]) -
                              "re-export it through gansample's exporter for the phase-conv graph", "int8")
     sess = Session(src, "cpu")
     info = sess.info
-    feeds = [_feeds(sess, info, chunk) for chunk in lat.chunks(CALIB_SEEDS, 64)]
+    seeds = CALIB_SEEDS[:calibration_count(src)]
+    feeds = [_feeds(sess, info, chunk) for chunk in lat.chunks(seeds, 64)]
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:

@@ -56,6 +56,22 @@ def test_export_writes_int8_that_runs_close_to_fp32(tiny_model):
     assert gate["mean_pixel_diff"] <= reduced.MAX_MEAN_PIXEL_DIFF and gate["max_pixel_diff"] >= diff.max() - 1
 
 
+def test_calibration_latents_shrink_for_models_with_large_activations(tiny_model, tmp_path, monkeypatch):
+    u8 = tiny_model / reduced.UINT8_FILE
+    assert reduced.calibration_count(u8) == len(reduced.CALIB_SEEDS)  # a small model: all of them
+    monkeypatch.setattr(reduced, "CALIB_BUDGET_BYTES", 1)
+    assert reduced.calibration_count(u8) == 128  # never fewer
+    counts = []
+    for budget in (10**5, 10**6, 10**7, 10**8, 10**9):
+        monkeypatch.setattr(reduced, "CALIB_BUDGET_BYTES", budget)
+        counts.append(reduced.calibration_count(u8))
+    assert counts == sorted(counts) and all(c % 64 == 0 and 128 <= c <= 1024 for c in counts)
+    assert any(128 < c < 1024 for c in counts)  # the budget, not the bounds, decided somewhere
+    # The variant made on fewer latents is still a working int8 file.
+    out = reduced.make_int8(u8, tmp_path / "int8.onnx")
+    assert any(n.op_type == "QuantizeLinear" for n in onnx.load(out).graph.node)
+
+
 def test_gate_measures_fd_and_recall_against_fp32s_band(gated_model):
     gate = _int8_info(gated_model).gate
     assert gate["seeds"] == 300 and gate["reference_seeds"] == "2000000-2000599"
