@@ -7,9 +7,10 @@ runs then share it: compare their quality, not their wall times).
     python benchmarks/compare_recipes.py --data data/emoji --resolution 32 --steps 800 \\
         --features exported/features/emoji.onnx --width 16 --outdir runs-compare
 
-A run is a recipe name, or LABEL=RECIPE with settings after it, e.g.
-`--runs dcgan,fastgan,before=gansample:augment=translation,gansample` compares the default
-recipe with and without its colour augmentation.
+Runs: --runs takes recipe names separated by commas; --run (repeatable) takes one run as
+LABEL=RECIPE[:KEY=VALUE...], e.g. `--runs dcgan,fastgan,gansample --run
+before=gansample:augment=translation` compares the default recipe with and without its
+colour augmentation (a value may hold commas: `--run c=gansample:augment=color,translation`).
 """
 
 from __future__ import annotations
@@ -67,24 +68,32 @@ def main() -> None:
     ap.add_argument("--eval-every", type=int, default=0, help="steps between evaluations (0: only at the end)")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--runs", "--recipes", dest="runs", default=",".join(RECIPES))
+    ap.add_argument("--runs", "--recipes", dest="runs", default=None, help="recipe names, comma-separated "
+                    f"(default: {','.join(RECIPES)} unless --run is given)")
+    ap.add_argument("--run", action="append", default=[], help="LABEL=RECIPE[:KEY=VALUE...] (repeatable)")
     ap.add_argument("--jobs", type=int, default=1, help="runs at once")
     ap.add_argument("--outdir", type=Path, default=Path("runs-compare"))
     a = ap.parse_args()
-    specs = [parse_run(s) for s in a.runs.split(",")]
+    names = a.runs.split(",") if a.runs is not None else ([] if a.run else list(RECIPES))
+    specs = [parse_run(s) for s in names] + [parse_run(s) for s in a.run]
+    labels = [s[0] for s in specs]
+    if len(set(labels)) != len(labels):
+        raise SystemExit(f"--run: labels must differ (each run has its own folder); got {labels}")
     with ThreadPoolExecutor(max(1, a.jobs)) as pool:
         results = dict(zip([s[0] for s in specs], pool.map(lambda s: run(s, a), specs)))
     first = next(iter(results.values()))[0]
-    print(f"\n{a.data.name}, {a.resolution} px, width {a.width}, batches of {a.batch_size}, "
+    print(f"\n{a.data.name}, {a.resolution} px, width {a.width}, "
           f"{a.eval_n} samples vs {first[-1]['eval']['n_real']} real images")
     steps = sorted(set.intersection(*({r["step"] for r in rows} for rows, _, _ in results.values())))
+    batch = {label: json.loads((run_dir / "config.json").read_text())["batch_size"]
+             for label, (_, _, run_dir) in results.items()}
     print("| run | step | images | " + " | ".join(k.replace("_", " ") for k in KEYS) + " |")
     print("|---|---|---|" + "---|" * len(KEYS))
     for step in steps:
         for label, (rows, _, _) in results.items():
             ev = next(r["eval"] for r in rows if r["step"] == step)
             cells = " | ".join(f"{ev[k]:.4f}" if ev.get(k) is not None else "-" for k in KEYS)
-            print(f"| {label} | {step} | {step * a.batch_size:,} | {cells} |")
+            print(f"| {label} | {step} | {step * batch[label]:,} | {cells} |")
     for label, (_, wall, run_dir) in results.items():
         print(f"{label}: {run_dir} ({wall / 60:.1f} min)")
 

@@ -45,7 +45,8 @@ CALIB_SEEDS = range(3_000_000, 3_001_024)  # 1,024 latents, away from every seed
 # onnxruntime's percentile calibration keeps every calibrated activation of every latent in
 # memory at once (7.8 GB for 1,024 latents of a 64 px, width-64 generator; four times that at
 # 128 px): larger models calibrate on fewer latents, multiples of 64, at least 128.
-CALIB_BUDGET_BYTES = 1 << 30
+CALIB_BUDGET_BYTES = 1 << 30  # a target for the recorded activations, not a bound on the process
+MIN_CALIB = 128
 GATE_SEEDS = 1000  # seeds per set: set 0 (0..999) is compared pixel by pixel
 GATE_SETS = 4  # disjoint fp32 sets whose spread is the noise band
 REFERENCE_SEEDS = range(2_000_000, 2_002_000)  # the fp32 samples every set is compared with
@@ -75,22 +76,29 @@ def _quiet_logging() -> Iterator[None]:
 
 def calibration_count(path: Path) -> int:
     """How many of CALIB_SEEDS to calibrate on: all of them unless the float activations
-    the calibrator records (inputs and outputs of the quantised ops) would pass
-    CALIB_BUDGET_BYTES."""
+    the calibrator records (inputs and outputs of the quantised ops; estimated from the
+    graph's inferred shapes) would pass CALIB_BUDGET_BYTES. A graph whose activation sizes
+    cannot be inferred gets the fewest."""
     import onnx
 
     model = onnx.shape_inference.infer_shapes(onnx.load(str(path)))
-    sizes = {}
-    for vi in model.graph.value_info:
-        t = vi.type.tensor_type
-        dims = [d.dim_value for d in t.shape.dim][1:]
-        if t.elem_type == onnx.TensorProto.FLOAT and dims and all(d > 0 for d in dims):
-            sizes[vi.name] = int(np.prod(dims)) * 4
+    shapes = {vi.name: vi.type.tensor_type for vi in (*model.graph.value_info, *model.graph.output)}
+    skip = {i.name for i in model.graph.initializer} | {i.name for i in model.graph.input}
     recorded = {name for node in model.graph.node if node.op_type in QUANTISED_OPS
-                for name in (*node.input, *node.output)}
-    per_latent = sum(sizes.get(name, 0) for name in recorded)
+                for name in (*node.input, *node.output) if name and name not in skip}
+    per_latent = 0
+    for name in recorded:
+        t = shapes.get(name)
+        if t is None:
+            return MIN_CALIB
+        if t.elem_type != onnx.TensorProto.FLOAT:
+            continue
+        dims = [d.dim_value for d in t.shape.dim][1:]
+        if not dims or not all(d > 0 for d in dims):
+            return MIN_CALIB
+        per_latent += int(np.prod(dims)) * 4
     fit = CALIB_BUDGET_BYTES // max(per_latent, 1) // 64 * 64
-    return int(min(len(CALIB_SEEDS), max(128, fit)))
+    return int(min(len(CALIB_SEEDS), max(MIN_CALIB, fit)))
 
 
 def make_int8(uint8_path: str | os.PathLike[str], out: str | os.PathLike[str]) -> Path:
@@ -109,12 +117,10 @@ def make_int8(uint8_path: str | os.PathLike[str], out: str | os.PathLike[str]) -
                              "re-export it through gansample's exporter for the phase-conv graph", "int8")
     sess = Session(src, "cpu")
     info = sess.info
-    seeds = CALIB_SEEDS[:calibration_count(src)]
-    feeds = [_feeds(sess, info, chunk) for chunk in lat.chunks(seeds, 64)]
 
     class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.it = iter(feeds)
+        def __init__(self, count: int) -> None:
+            self.it = (_feeds(sess, info, chunk) for chunk in lat.chunks(CALIB_SEEDS[:count], 64))
 
         def get_next(self) -> dict[str, np.ndarray] | None:
             return next(self.it, None)
@@ -125,7 +131,7 @@ def make_int8(uint8_path: str | os.PathLike[str], out: str | os.PathLike[str]) -
         pre, q = Path(tmp) / "pre.onnx", Path(tmp) / "int8.onnx"
         try:
             quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
-            quantize_static(str(pre), str(q), Reader(), quant_format=QuantFormat.QDQ,
+            quantize_static(str(pre), str(q), Reader(calibration_count(pre)), quant_format=QuantFormat.QDQ,
                             op_types_to_quantize=QUANTISED_OPS, per_channel=True, reduce_range=True,
                             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                             calibrate_method=CalibrationMethod.Percentile,

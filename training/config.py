@@ -52,7 +52,8 @@ class TrainConfig:
     # DiffAugment policy, a comma list of translation, color, cutout; "" disables it. "auto":
     # color,translation for colour data, translation for grayscale (on 64 px emoji the colour
     # transforms kept the default recipe's recall from collapsing: docs/colour.md; cutout
-    # trained worse on Fashion-MNIST).
+    # trained worse on Fashion-MNIST). The fastgan recipe's "auto" is colour + translation
+    # whatever the data.
     augment: str = "auto"
     # After the GAN steps: train D alone against the frozen G with the logistic loss, so
     # its logits estimate log p_data/p_G as DRS assumes (Azadi et al. 2019), adding
