@@ -80,7 +80,7 @@ def main() -> None:
     if len(set(labels)) != len(labels):
         raise SystemExit(f"--run: labels must differ (each run has its own folder); got {labels}")
     with ThreadPoolExecutor(max(1, a.jobs)) as pool:
-        results = dict(zip([s[0] for s in specs], pool.map(lambda s: run(s, a), specs)))
+        results = dict(zip(labels, pool.map(lambda s: run(s, a), specs)))
     first = next(iter(results.values()))[0]
     print(f"\n{a.data.name}, {a.resolution} px, width {a.width}, "
           f"{a.eval_n} samples vs {first[-1]['eval']['n_real']} real images")

@@ -68,6 +68,8 @@ def test_calibration_latents_shrink_for_models_with_large_activations(tiny_model
     assert counts == sorted(counts) and all(c % 64 == 0 and 128 <= c <= 1024 for c in counts)
     assert any(128 < c < 1024 for c in counts)  # the budget, not the bounds, decided somewhere
     # The variant made on fewer latents is still a working int8 file.
+    monkeypatch.setattr(reduced, "CALIB_BUDGET_BYTES", 10**6)
+    assert reduced.calibration_count(u8) < len(reduced.CALIB_SEEDS)
     out = reduced.make_int8(u8, tmp_path / "int8.onnx")
     assert any(n.op_type == "QuantizeLinear" for n in onnx.load(out).graph.node)
 
