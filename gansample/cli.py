@@ -177,6 +177,11 @@ def _add_info(sub: Any) -> None:
     _add_variant_arg(p)
 
 
+def _add_models(sub: Any) -> None:
+    p = _parser(sub, "models", help="list the models --model finds (bundled and $GANSAMPLE_MODELS)")
+    p.add_argument("--format", choices=("text", "json"), default="text", help="output format")
+
+
 def _add_evaluate(sub: Any) -> None:
     p = _parser(sub, "evaluate", help="quality metrics against the real test split",
                 description="Frechet distance, precision, recall, density and coverage in the "
@@ -353,7 +358,7 @@ def _add_int8_args(p: argparse.ArgumentParser, flag: bool = True) -> None:
                         "model's dataset; without any the variant is never picked automatically)")
 
 
-_COMMANDS = [_add_generate, _add_interpolate, _add_score, _add_info, _add_evaluate, _add_app, _add_export,
+_COMMANDS = [_add_generate, _add_interpolate, _add_score, _add_info, _add_models, _add_evaluate, _add_app, _add_export,
              _add_wrap, _add_train, _add_project, _add_edit, _add_directions, _add_train_encoder, _add_quantize]
 
 

@@ -366,6 +366,50 @@ def score(a: argparse.Namespace) -> int:
     return 0
 
 
+# --- models ----------------------------------------------------------------------------------
+def models(a: argparse.Namespace) -> int:
+    """The models `--model NAME` finds: the bundled ones and those in $GANSAMPLE_MODELS, with
+    what their metadata says. A folder whose files cannot be read is listed with the reason
+    instead of ending the listing."""
+    from .registry import DEFAULT_MODEL, ENV_MODELS, available_models, resolve_model
+    from .session import Session
+
+    rows: list[dict[str, Any]] = []
+    for name, folder in available_models().items():
+        files = resolve_model(name)
+        row: dict[str, Any] = {"name": name, "default": name == DEFAULT_MODEL, "folder": str(folder),
+                               "generators": sorted(files.generators), "discriminator": files.discriminator is not None,
+                               "encoder": files.encoder is not None}
+        source = files.generators.get("fp32") or next(iter(files.generators.values()), files.discriminator)
+        try:
+            m = Session(source, "cpu", threads=1, check=False).info
+        except GansampleError as e:
+            row["error"] = str(e)
+        else:
+            row.update(resolution=m.img_resolution, channels=m.img_channels, classes=m.class_names,
+                       dataset=m.dataset, provenance=m.provenance)
+        rows.append(row)
+    if a.format == "json":
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print(f"no models found (bundled folder missing; add folders to ${ENV_MODELS})")
+        return 0
+    for r in rows:
+        parts = [", ".join(r["generators"]) or "no generator"]
+        parts += [p for p, has in (("discriminator", r["discriminator"]), ("encoder", r["encoder"])) if has]
+        if "error" in r:
+            what = f"unreadable: {r['error']}"
+        else:
+            colour = "grayscale" if r["channels"] == 1 else "RGB"
+            classes = f"{len(r['classes'])} classes" if r["classes"] else "unconditional"
+            what = f"{r['resolution']}x{r['resolution']} {colour}, {classes}, trained on {r['dataset'] or '?'}"
+        print(f"{r['name']}{' (default)' if r['default'] else ''}: {what}")
+        print(f"    files: {'; '.join(parts)}")
+        print(f"    folder: {r['folder']}")
+    return 0
+
+
 # --- info ------------------------------------------------------------------------------------
 def info(a: argparse.Namespace) -> int:
     import onnxruntime as ort

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -124,6 +126,30 @@ def test_runtime_never_imports_torch_or_gradio(tiny_model, tmp_path):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "0 []", out.stdout + out.stderr
+
+
+def test_models_lists_bundled_extra_and_unreadable(tiny_model, tmp_path, monkeypatch, capsys):
+    """`gansample models` names what --model finds: both bundled models, a folder from
+    $GANSAMPLE_MODELS with its metadata, and a broken folder with the reason (not a crash)."""
+    extra = tmp_path / "extra"
+    shutil.copytree(tiny_model, extra / "tiny")
+    (extra / "broken").mkdir()
+    (extra / "broken" / "generator.onnx").write_bytes(b"not an onnx file")
+    monkeypatch.setenv("GANSAMPLE_MODELS", str(extra))
+    assert run_cli("models", "--format", "json") == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert {"fashion-mnist", "emoji", "tiny", "broken"} <= set(rows)
+    assert rows["fashion-mnist"]["default"] and not rows["emoji"]["default"]
+    assert (rows["emoji"]["resolution"], rows["emoji"]["channels"], len(rows["emoji"]["classes"])) == (32, 3, 9)
+    assert rows["fashion-mnist"]["encoder"] and "int8" in rows["fashion-mnist"]["generators"]
+    assert rows["tiny"]["classes"] == ["circles", "squares"] and rows["tiny"]["folder"] == str(extra / "tiny")
+    assert "not a valid ONNX model" in rows["broken"]["error"] and "resolution" not in rows["broken"]
+    assert run_cli("models") == 0
+    out = capsys.readouterr().out
+    assert "fashion-mnist (default): 28x28 grayscale, 10 classes" in out and "emoji: 32x32 RGB, 9 classes" in out
+    assert "broken: unreadable:" in out
+    # Every name it lists is one --model accepts.
+    assert run_cli("info", "emoji", "--format", "json") == 0 and json.loads(capsys.readouterr().out)["model"] == "emoji"
 
 
 @pytest.mark.skipif(cuda_status()[0], reason="CUDA is usable here")
