@@ -382,6 +382,8 @@ def models(a: argparse.Namespace) -> int:
                                "encoder": files.encoder is not None}
         source = files.generators.get("fp32") or next(iter(files.generators.values()), files.discriminator)
         try:
+            if source is None:  # available_models lists only folders with one of them
+                raise GansampleError("no generator or discriminator file", "model")
             m = Session(source, "cpu", threads=1, check=False).info
         except GansampleError as e:
             row["error"] = str(e)
