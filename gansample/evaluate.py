@@ -18,7 +18,7 @@ MAX_EVAL = 1_000_000  # generated samples held for one evaluation
 
 
 def real_features(fx: FeatureExtractor, dataset: str, data_dir: str | None = None) -> np.ndarray:
-    x, _ = datasets.load_standard(dataset, "test", data_dir)
+    x, _ = datasets.load_standard(dataset, "test", data_dir, arg="dataset")
     return fx(x[..., None])[0]
 
 
@@ -99,8 +99,8 @@ def nearest(model: str | os.PathLike[str] | Generator | None = None, k: int = 16
     k = check_count("nearest", k, 1, MAX_NEAREST)
     n = check_count("n", n, max(10, k), MAX_EVAL)
     g, dataset, fx = _prepare(model, dataset, features, device)
-    train, _ = datasets.load_standard(dataset, "train", data_dir)
-    test, _ = datasets.load_standard(dataset, "test", data_dir)
+    train, _ = datasets.load_standard(dataset, "train", data_dir, arg="dataset")
+    test, _ = datasets.load_standard(dataset, "test", data_dir, arg="dataset")
     f_train = fx(train[..., None])[0]
     f_test = fx(test[..., None])[0]
     real_d = _nearest(f_test, f_train, 1)[0][:, 0]

@@ -8,6 +8,7 @@ which the next run in that folder removes (``ensure_outdir``).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import itertools
 import os
@@ -164,14 +165,49 @@ def clean_stale_temps(folder: str | os.PathLike[str]) -> int:
     return removed
 
 
+class CreatedFolders:
+    """The folders ``ensure_outdir`` creates while this is active (parents first), so that a
+    command that then fails can remove those still empty (`gansample` does, for every
+    command): a refused or interrupted run leaves no empty output folders behind."""
+
+    def __init__(self) -> None:
+        self.paths: list[Path] = []
+        _TRACKERS.append(self)
+
+    def remove_empty(self) -> None:
+        for p in reversed(self.paths):
+            with contextlib.suppress(OSError):  # not empty (earlier files, or this run's), or gone
+                p.rmdir()
+
+    def stop(self) -> None:
+        if self in _TRACKERS:
+            _TRACKERS.remove(self)
+
+
+_TRACKERS: list[CreatedFolders] = []
+
+
+def track_created_folders() -> CreatedFolders:
+    return CreatedFolders()
+
+
 def ensure_outdir(path: str | os.PathLike[str], arg: str = "outdir") -> Path:
     """Create the folder (and parents), check it is writable and clear temporary files
     left by killed runs; or raise an error naming ``arg``."""
     out = Path(path)
+    if not str(path).strip():
+        raise GansampleError(f"{arg}: got {str(path)!r}; expected a folder path", arg)
     try:
         if out.exists() and not out.is_dir():
             raise GansampleError(f"{arg}: got {str(path)!r}; it is an existing file, expected a folder", arg)
+        missing: list[Path] = []
+        p = out.absolute()
+        while not p.exists() and p != p.parent:
+            missing.append(p)
+            p = p.parent
         out.mkdir(parents=True, exist_ok=True)
+        for t in _TRACKERS:
+            t.paths.extend(reversed(missing))
         fd, probe = tempfile.mkstemp(dir=out, prefix=".probe-")
         os.close(fd)
         os.unlink(probe)

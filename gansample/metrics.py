@@ -36,7 +36,7 @@ def features_path(dataset: str) -> Path:
 class FeatureExtractor:
     def __init__(self, path: str | os.PathLike[str], device: "str | Device" = "auto", batch_size: int = 500,
                  threads: int | None = None) -> None:
-        self.session = Session(path, device, threads)
+        self.session = Session(path, device, threads, arg="features")
         if self.session.info.role != "features":
             raise GansampleError(f"features: {path} has role {self.session.info.role!r}, expected 'features'", "features")
         self.info = self.session.info

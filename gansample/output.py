@@ -197,6 +197,15 @@ class WriteReport:
     files: list[Path] = field(default_factory=list)  # grid, npz, manifest
 
 
+def _size(n: float) -> str:
+    """Bytes in the largest unit that keeps a digit before the point (0.00 GB says nothing)."""
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.2f} {unit}"
+        n /= 1000
+    return f"{n:.2f} TB"
+
+
 def check_space(outdir: Path, n: int, format: str, image_bytes: int, z_dim: int) -> None:
     """Refuse a run that cannot fit on the disk before it starts. The estimate is a low
     one (PNG at half the raw size, no file-system overhead), so only runs that are sure
@@ -209,7 +218,7 @@ def check_space(outdir: Path, n: int, format: str, image_bytes: int, z_dim: int)
         return
     if need > free:
         raise GansampleError(f"outdir: got {str(outdir)!r}; {format} output for {n} images needs at least "
-                             f"{need / 1e9:.2f} GB and the folder's disk has {free / 1e9:.2f} GB free "
+                             f"{_size(need)} and the folder's disk has {_size(free)} free "
                              "(fewer images, or a folder on a larger disk)", "outdir")
 
 

@@ -26,8 +26,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .errors import GansampleError, bad_value, check_count
+from .errors import GansampleError, bad_value, check_count, first_line
 from .generator import Generator
+from .latents import MAX_SEED
 from .session import Device, Session
 
 MAX_STEPS = 10_000
@@ -191,6 +192,7 @@ def project(g: Generator, images: np.ndarray, cls: "int | str | None" = None, st
     gansample.metrics.FeatureExtractor for the feature term (None: pixels only).
     ``d``: a gansample.discriminator.Discriminator for the realism term (``d_weight`` > 0)."""
     steps, popsize, feature_weight, d_weight = check_args(steps, popsize, feature_weight, d_weight)
+    seed = check_count("seed", seed, 0, MAX_SEED, "an integer")
     info = g.info
     r, c = info.img_resolution, info.img_channels
     images = np.asarray(images)
@@ -277,16 +279,36 @@ def save_latents(path: str | os.PathLike[str], latents: np.ndarray, labels: np.n
     return Path(path)
 
 
-MAX_LATENT_FILE = 256 * 2**20
+MAX_LATENT_FILE = 256 * 2**20  # on disk, and decoded (an .npz compresses)
 
 
-def load_latents(paths: "str | os.PathLike[str] | Sequence[str | os.PathLike[str]]", z_dim: int | None = None,
-                 arg: str = "latents") -> tuple[np.ndarray, np.ndarray | None]:
-    """Read one or more latent files (.npz with ``latents`` [N, z_dim] and optional
-    ``labels`` [N], as written by project(); or a .npy of latents) -> (latents, labels)."""
-    if isinstance(paths, (str, os.PathLike)):
-        paths = [paths]
-    zs, ys = [], []
+def _declared_arrays(path: Path) -> list[tuple[tuple[int, ...], np.dtype[Any]]]:
+    """(shape, dtype) of the arrays in an .npy or .npz as their headers declare them, read
+    without decoding any data: the sizes are checked before memory is spent."""
+    import zipfile
+
+    def header(f: Any) -> tuple[tuple[int, ...], np.dtype[Any]]:
+        version = np.lib.format.read_magic(f)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read(f, max_header_size=10_000)
+        return tuple(int(d) for d in shape), dtype
+
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as z:
+            out = []
+            for info in z.infolist()[:16]:
+                with z.open(info) as f:
+                    out.append(header(f))
+            return out
+    with open(path, "rb") as f:
+        return [header(f)]
+
+
+def check_latent_files(paths: "Sequence[str | os.PathLike[str]]", arg: str = "latents",
+                       max_rows: int | None = None) -> None:
+    """Each latent file exists, is at most MAX_LATENT_FILE on disk and decoded, and all of them
+    together declare at most ``max_rows`` latents: read from the headers, nothing decoded."""
+    rows = 0
     for p in paths:
         path = Path(p)
         try:
@@ -295,6 +317,32 @@ def load_latents(paths: "str | os.PathLike[str] | Sequence[str | os.PathLike[str
             raise bad_value(arg, str(p), f"a readable .npz or .npy latent file ({e.strerror or e})") from None
         if size > MAX_LATENT_FILE:
             raise bad_value(arg, str(p), f"a latent file of at most {MAX_LATENT_FILE >> 20} MB")
+        try:
+            declared = _declared_arrays(path)
+        except (OSError, ValueError, EOFError, RuntimeError) as e:
+            raise bad_value(arg, str(p), f"an .npz or .npy latent file ({first_line(e)})") from None
+        decoded = sum(int(np.prod(shape, dtype=np.float64)) * dtype.itemsize for shape, dtype in declared)
+        if decoded > MAX_LATENT_FILE:
+            raise bad_value(arg, str(p), f"latent arrays of at most {MAX_LATENT_FILE >> 20} MB decoded; its headers "
+                            f"declare {decoded / 2**20:.0f} MB")
+        rows += max((shape[0] if len(shape) > 1 else 1 for shape, _ in declared), default=0)
+        if max_rows is not None and rows > max_rows:
+            raise bad_value(arg, str(p), f"at most {max_rows} latents in all files together; "
+                            f"these declare {rows} so far")
+
+
+def load_latents(paths: "str | os.PathLike[str] | Sequence[str | os.PathLike[str]]", z_dim: int | None = None,
+                 arg: str = "latents", max_rows: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Read one or more latent files (.npz with ``latents`` [N, z_dim] and optional
+    ``labels`` [N], as written by project(); or a .npy of latents) -> (latents, labels).
+    ``max_rows``: the most latents the caller takes from all files together, checked from
+    the files' headers before anything is decoded."""
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    check_latent_files(paths, arg, max_rows)
+    zs, ys = [], []
+    for p in paths:
+        path = Path(p)
         try:
             data = np.load(path, allow_pickle=False)
             if isinstance(data, np.ndarray):

@@ -111,10 +111,22 @@ class Session:
 
     def __init__(self, path: str | os.PathLike[str], device: str | Device = "auto",
                  threads: int | None = None, spinning: bool = False, io_binding: bool = True,
-                 check: bool = True) -> None:
+                 check: bool = True, arg: str = "model") -> None:
+        """``arg``: the argument that named the file (``features`` for a feature extractor),
+        which errors about the file name."""
         self.path = Path(path)
         self.io_binding = io_binding  # on CUDA; off only to measure what it saves
         self.device = device if isinstance(device, Device) else resolve_device(device)
+        try:
+            self._open(threads, spinning, check)
+        except GansampleError as e:
+            if e.arg not in (None, "model"):  # --device and the like
+                raise
+            text = str(e)
+            text = text[len("model: "):] if text.startswith("model: ") else text
+            raise GansampleError(f"{arg}: {text}", arg) from None
+
+    def _open(self, threads: int | None, spinning: bool, check: bool) -> None:
         try:
             self.sess = ort.InferenceSession(str(self.path), sess_options=session_options(threads, spinning),
                                              providers=self.device.providers)

@@ -452,26 +452,19 @@ THEME = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],
                           font_mono=["ui-monospace", "monospace"])
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="gansample app", description="Start the gansample web demo.",
-                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    ap.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    ap.add_argument("--port", type=int, default=7860, help="port to listen on")
-    ap.add_argument("--model", action="append", default=[], help="extra model folder or .onnx (repeatable)")
-    ap.add_argument("--default", default=None, help="model selected at start (none: fashion-mnist)")
-    ap.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="execution device")
-    ap.add_argument("--concurrency", type=int, default=2, help="requests processed at once")
-    ap.add_argument("--queue-size", type=int, default=64, help="waiting requests before 'queue full'")
-    a = ap.parse_args(argv)
+def serve(a: argparse.Namespace) -> int:
+    """Build and launch the demo for the options that `gansample app` parsed and checked
+    (gansample.commands.app: --help and bad values never import gradio)."""
     try:
-        check_count("--concurrency", a.concurrency, 1, 64)
-        check_count("--queue-size", a.queue_size, 1, 10_000)
-        check_count("--port", a.port, 1, 65535)
         models = Models(a.model, a.device)
         default = a.default or (DEFAULT_MODEL if DEFAULT_MODEL in models.paths else models.names()[0])
+        if default not in models.paths:
+            raise GansampleError(f"default: got {str(default)[:100]!r}; the demo's models are: "
+                                 f"{', '.join(models.names())}", "default")
         demo = build(models, default)
     except GansampleError as e:
-        print(f"gansample app: error: {e.renamed({'model': '--model', 'device': '--device'})}", file=sys.stderr)
+        print(f"gansample app: error: {e.renamed({'model': '--model', 'device': '--device', 'default': '--default'})}",
+              file=sys.stderr)
         return 2
     g, _ = models.get(default)
     print(f"gansample app: model {default} on {g.provider}", file=sys.stderr)
@@ -479,3 +472,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.launch(server_name=a.host, server_port=a.port, theme=THEME, show_error=True,
                 footer_links=["api"], quiet=True, max_file_size=MAX_UPLOAD_BYTES)
     return 0
+

@@ -86,7 +86,8 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= hi:
                 raise bad_value(flag, value, f"an integer from 1 to {hi}")
-        for name, hi in (("eval_every", 10**9), ("eval_n", 10**6), ("threads", 1024), ("d_finetune_steps", 10**9)):
+        for name, hi in (("eval_every", 10**9), ("eval_n", 10**6), ("threads", 1024), ("d_finetune_steps", 10**9),
+                         ("seed", 2**32 - 1)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= hi:
                 raise bad_value(name, value, f"an integer from 0 to {hi}")
