@@ -64,7 +64,7 @@ class _SetNames(dict[str, str]):
         return True
 
     def __missing__(self, key: str) -> str:
-        return f"--set {key}"
+        return key if key.startswith("-") else f"--set {key}"
 
 
 def _int_in(name: str, lo: int = 1, hi: int | None = None) -> Callable[[str], int]:

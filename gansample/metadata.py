@@ -74,7 +74,8 @@ class ModelInfo:
         ours = {k[len(PREFIX):]: v for k, v in props.items() if k.startswith(PREFIX)}
         if not ours:
             raise GansampleError(f"{source}: not a gansample model (its ONNX metadata has no "
-                                 f"'{PREFIX}*' keys; export it with 'gansample export')")
+                                 f"'{PREFIX}*' keys): bring an ONNX generator from elsewhere in with 'gansample wrap', "
+                                 "or export a PyTorch one with 'gansample export'")
         try:
             version = int(ours.get("format_version", "0"))
             if version > FORMAT_VERSION:
