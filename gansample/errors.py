@@ -3,7 +3,8 @@ write failures such as a full disk)."""
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+import re
+from typing import Any, Mapping, Sequence
 
 
 class GansampleError(ValueError):
@@ -17,15 +18,20 @@ class GansampleError(ValueError):
 
     exit_code = 2
 
-    def __init__(self, message: str, arg: str | None = None) -> None:
+    def __init__(self, message: str, arg: str | None = None, refs: Sequence[str] = ()) -> None:
         super().__init__(message)
         self.arg = arg
+        self.refs = tuple(refs)  # other arguments the message names, by their Python names
 
     def renamed(self, names: Mapping[str, str]) -> str:
-        """The message with its leading argument name replaced through ``names``."""
+        """The message with its leading argument name, and each of ``refs`` wherever it
+        stands as a word, replaced through ``names``."""
         text = str(self)
         if self.arg and self.arg in names and text.startswith(self.arg) and text[len(self.arg):][:1] in (":", " "):
-            return names[self.arg] + text[len(self.arg):]
+            text = names[self.arg] + text[len(self.arg):]
+        for ref in self.refs:
+            if ref in names:
+                text = re.sub(rf"(?<![\w-]){re.escape(ref)}(?![\w-])", names[ref].replace("\\", "\\\\"), text)
         return text
 
 

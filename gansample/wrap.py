@@ -12,6 +12,7 @@ Needs the ``onnx`` package (the ``wrap`` extra).
 from __future__ import annotations
 
 import copy
+import math
 import os
 from pathlib import Path
 from typing import Any, Sequence
@@ -19,7 +20,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from . import metadata as md
-from .errors import bad_value, first_line
+from .errors import bad_value, check_count, first_line
 from .files import atomic_write, publish
 from .reduced import add_int8, features_for
 from .registry import DISCRIMINATOR_FILE, MODEL_FILES
@@ -27,6 +28,23 @@ from .registry import DISCRIMINATOR_FILE, MODEL_FILES
 _FLOAT = {1, 10, 11, 16}  # FLOAT, FLOAT16, DOUBLE, BFLOAT16
 _INT = {2, 3, 4, 5, 6, 7, 12, 13}
 RANGE_SLACK = 0.05  # smoke-sample values may exceed the declared range by this much
+MAX_RESOLUTION = 4096  # image side (the CLI's --resolution range; 16.8 megapixels, under images.MAX_PIXELS)
+MAX_Z_DIM = 1 << 20  # latent numbers per image (the CLI's --z-dim range)
+MAX_CLASSES = 100_000  # as for a trained or exported model
+SMOKE_BATCH = 4
+
+
+def check_class_names(names: Sequence[str], arg: str = "class_names") -> list[str]:
+    """At most MAX_CLASSES names, each given once, or a GansampleError naming ``arg``."""
+    names = list(names)
+    if len(names) > MAX_CLASSES:
+        raise bad_value(arg, f"<{len(names)} names>", f"at most {MAX_CLASSES} class names")
+    seen: set[str] = set()
+    for n in names:
+        if n in seen:
+            raise bad_value(arg, n, "each class name once; this one is given more than once")
+        seen.add(n)
+    return names
 
 
 def wrap_onnx(path: str | os.PathLike[str], out: str | os.PathLike[str], *, z_dim: int,
@@ -42,6 +60,21 @@ def wrap_onnx(path: str | os.PathLike[str], out: str | os.PathLike[str], *, z_di
     model (without one it is written but never chosen automatically)."""
     import onnx
     from onnx import TensorProto, helper
+    if not str(out).strip():
+        raise bad_value("out", str(out), "a folder path")
+    z_dim = check_count("z_dim", z_dim, 1, MAX_Z_DIM)
+    if resolution is not None:
+        resolution = check_count("resolution", resolution, 1, MAX_RESOLUTION)
+    names = check_class_names(class_names or [])
+    num_classes = check_count("num_classes", num_classes, 0, MAX_CLASSES)
+    if names and len(names) != num_classes:
+        raise bad_value("class_names", f"<{len(names)} names>", f"{num_classes} names (num_classes)")
+    if num_classes and conditioning not in (None, "index"):
+        raise bad_value("conditioning", conditioning, "index: a wrapped graph takes integer labels (for a "
+                        "generator taking one-hot rows, export its PyTorch module instead)")
+    if not num_classes and conditioning is not None:
+        raise bad_value("conditioning", conditioning, "nothing for an unconditional graph (a conditional one "
+                        "needs its class names)")
     feats = features_for("", features) if int8 else None
 
     src = Path(path)
@@ -62,9 +95,18 @@ def wrap_onnx(path: str | os.PathLike[str], out: str | os.PathLike[str], *, z_di
     label = ints[0] if ints else None
     if len(ints) > 1:
         raise bad_value("onnx_file", str(path), f"at most one integer input (labels); got {[i.name for i in ints]}")
-    if num_classes and label is None and conditioning != "onehot":
-        raise bad_value("class_names", f"<{num_classes} names>", "a graph with an integer label input "
-                        "(or --conditioning onehot for a graph taking one-hot rows)")
+    if num_classes and label is None:
+        raise bad_value("class_names", f"<{num_classes} names>", f"a graph with an integer label input; this "
+                        f"one takes only {latent.name!r} (leave the class names out)")
+    if label is not None:
+        width = _label_width(g, label.name)
+        if not num_classes:
+            count = f"{width} " if width else ""
+            raise bad_value("class_names", None, f"the names of the graph's {count}classes, one per line: it is "
+                            f"conditional (it takes an integer label input {label.name!r})")
+        if width is not None and width != num_classes:
+            raise bad_value("class_names", f"<{num_classes} names>", f"{width} names, one per class of the "
+                            f"graph's label input {label.name!r} (its label table has {width} rows)")
     outs = [o.name for o in g.output]
     if output is None:
         if len(outs) != 1:
@@ -72,6 +114,12 @@ def wrap_onnx(path: str | os.PathLike[str], out: str | os.PathLike[str], *, z_di
         output = outs[0]
     elif output not in outs:
         raise bad_value("output_name", output, f"one of the graph's outputs {outs}")
+    dims = _output_dims(model, output)
+    fixed = [d for d in dims[1:] if d is not None]
+    if any(d > MAX_RESOLUTION for d in fixed) or math.prod(fixed) > 3 * MAX_RESOLUTION ** 2:
+        raise bad_value("onnx_file", str(path), f"a generator of images at most {MAX_RESOLUTION}x{MAX_RESOLUTION} "
+                        f"pixels, 1 or 3 channels; its output {output!r} is declared "
+                        f"{['B' if d is None else d for d in dims]}")
     ldims = [d.dim_value if d.HasField("dim_value") else None for d in latent.type.tensor_type.shape.dim]
     static = [d for d in ldims[1:]]
     if len(ldims) not in (2, 4) or any(d is not None for d in static) and int(np.prod([d or 1 for d in static])) != z_dim:
@@ -100,9 +148,6 @@ def wrap_onnx(path: str | os.PathLike[str], out: str | os.PathLike[str], *, z_di
     new_inputs = [z_in]
     if num_classes:
         new_inputs.append(helper.make_tensor_value_info("label", TensorProto.INT64, ["batch"]))
-        if conditioning == "onehot":
-            raise bad_value("conditioning", "onehot", "index labels for wrapped graphs (one-hot inputs: "
-                            "export the PyTorch module instead)")
         assert label is not None
         nodes.append(helper.make_node("Cast", ["label"], [lab_name], to=label.type.tensor_type.elem_type))
     x = out_name
@@ -123,10 +168,16 @@ def wrap_onnx(path: str | os.PathLike[str], out: str | os.PathLike[str], *, z_di
 
     # --- smoke sample: what was declared must be what the graph does --------------------------
     smoke = _smoke(m, z_dim, num_classes)
+    if smoke.ndim >= 1 and smoke.shape[0] != SMOKE_BATCH:
+        raise bad_value("onnx_file", str(path), f"a generator whose image batch follows the latent batch: "
+                        f"{SMOKE_BATCH} latents gave output of shape {list(smoke.shape)}")
     if smoke.ndim != 4 or smoke.shape[1] not in (1, 3) or smoke.shape[2] != smoke.shape[3]:
         raise bad_value("layout", layout, f"the layout of the graph's output: read as {layout} it gives "
                         f"{list(smoke.shape)}, not [B, C, H, H] with C 1 or 3")
     res, ch = int(smoke.shape[2]), int(smoke.shape[1])
+    if res > MAX_RESOLUTION:
+        raise bad_value("onnx_file", str(path), f"a generator of images at most {MAX_RESOLUTION}x{MAX_RESOLUTION} "
+                        f"pixels; a smoke sample is {res}x{res}")
     if resolution is not None and resolution != res:
         raise bad_value("resolution", resolution, f"the graph's image size, {res}")
     lo, hi = float(smoke.min()), float(smoke.max())
@@ -137,7 +188,6 @@ def wrap_onnx(path: str | os.PathLike[str], out: str | os.PathLike[str], *, z_di
         raise bad_value("output_range", declared, f"the range of the graph's output: a smoke sample spans "
                         f"[{raw:.3g}, {raw_hi:.3g}]")
 
-    names = list(class_names or [])
     info = md.ModelInfo(role="generator", img_resolution=res, img_channels=ch, z_dim=z_dim, num_classes=num_classes,
                         class_names=names, name=name or Path(out).resolve().name, provenance="onnx-wrap",
                         architecture={"source": src.name, "latent_input": latent.name, "output": output,
@@ -262,16 +312,86 @@ def _rename(graph: Any, old: str, new: str) -> None:
 
 
 def _smoke(model: Any, z_dim: int, num_classes: int) -> np.ndarray:
+    """SMOKE_BATCH images (labels 0, 1, ... and the last class)."""
     import onnxruntime as ort
-    try:
+
+    def run(labels: np.ndarray | None) -> np.ndarray:
         sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-        feeds: dict[str, np.ndarray] = {"z": np.random.RandomState(0).randn(4, z_dim).astype(np.float32)}
-        if num_classes:
-            feeds["label"] = np.arange(4, dtype=np.int64) % num_classes
+        feeds = {"z": np.random.RandomState(0).randn(SMOKE_BATCH, z_dim).astype(np.float32)}
+        if labels is not None:
+            feeds["label"] = labels
         return np.asarray(sess.run(["images"], feeds)[0])
+    labels = None
+    if num_classes:
+        labels = np.arange(SMOKE_BATCH, dtype=np.int64) % num_classes
+        labels[-1] = num_classes - 1
+    try:
+        return run(labels)
     except Exception as e:  # onnxruntime's own exception types
         first = first_line(e)
-        raise bad_value("z_dim", z_dim, f"a latent size the graph accepts: a smoke sample failed ({first})") from None
+    if labels is not None and labels.max() > 0:
+        try:
+            run(np.zeros(SMOKE_BATCH, np.int64))
+            labels_only = True  # label 0 works: the last class is what fails
+        except Exception:  # fails whatever the labels: the latents are reported below
+            labels_only = False
+        if labels_only:
+            raise bad_value("class_names", f"<{num_classes} names>", f"as many names as the graph has classes: "
+                            f"a smoke sample with label {num_classes - 1} failed ({first})")
+    raise bad_value("z_dim", z_dim, f"a latent size the graph accepts: a smoke sample failed ({first})")
+
+
+def _output_dims(model: Any, output: str) -> list[int | None]:
+    """The declared shape of the graph's output ``output`` (None for a dimension not fixed),
+    completed by onnx's shape inference where the declaration leaves dimensions open."""
+    import onnx
+
+    def dims(graph: Any) -> list[int | None]:
+        value = next((o for o in graph.output if o.name == output), None)
+        if value is None or not value.type.tensor_type.HasField("shape"):
+            return []
+        return [d.dim_value if d.HasField("dim_value") else None for d in value.type.tensor_type.shape.dim]
+    declared = dims(model.graph)
+    if declared and all(d is not None for d in declared[1:]):
+        return declared
+    try:
+        inferred = dims(onnx.shape_inference.infer_shapes(model).graph)
+    except Exception:  # onnx's own error types: the declaration is all there is
+        return declared
+    if len(inferred) != len(declared) and declared:
+        return declared
+    return [a if a is not None else b for a, b in zip(declared, inferred)] if declared else inferred
+
+
+_PASS_THROUGH = {"Cast", "Identity", "Squeeze", "Unsqueeze", "Reshape", "Flatten"}
+
+
+def _label_width(graph: Any, label: str) -> int | None:
+    """How many classes the graph's integer label input ``label`` selects from, where the
+    graph says: the rows of the table a Gather picks with it (an embedding), or the depth of
+    a OneHot of it; None where neither is found."""
+    import onnx
+    consts = {i.name: i for i in graph.initializer}
+    for n in graph.node:
+        if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value":
+            consts[n.output[0]] = n.attribute[0].t
+    names, seen = [label], {label}
+    while names:
+        name = names.pop()
+        for n in graph.node:
+            if n.op_type in _PASS_THROUGH and n.input and n.input[0] == name and n.output[0] not in seen:
+                seen.add(n.output[0])
+                names.append(n.output[0])
+            elif n.op_type == "Gather" and len(n.input) == 2 and n.input[1] == name and n.input[0] in consts:
+                axis = next((a.i for a in n.attribute if a.name == "axis"), 0)
+                table = consts[n.input[0]].dims
+                if len(table) > axis:
+                    return int(table[axis])
+            elif n.op_type == "OneHot" and len(n.input) >= 2 and n.input[0] == name and n.input[1] in consts:
+                depth = onnx.numpy_helper.to_array(consts[n.input[1]]).reshape(-1)
+                if depth.size == 1:
+                    return int(depth[0])
+    return None
 
 
 def _uint8_variant(model: Any, info: md.ModelInfo) -> Any:

@@ -329,3 +329,203 @@ def test_wrap_with_a_foreign_discriminator(tmp_path) -> None:
     # belongs to another generator's images, goes; no staging folder is left behind.
     assert run_cli("wrap", tmp_path / "g.onnx", "--z-dim", "32", "--out", out, "--no-int8") == 0
     assert sorted(f.name for f in out.iterdir()) == ["generator.onnx", "generator_uint8.onnx"]
+
+
+# --- bad input found by fuzzing: refused with the flag named, nothing written ----------------------
+def _refused(capsys, argv: list, needle: str, out: Path) -> str:
+    """The CLI exits 2 with ``needle`` in one error line, no traceback, and no ``out`` folder."""
+    assert run_cli(*argv) == 2, argv
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err, (argv, err)
+    assert len(err.strip().splitlines()) == 1, err
+    assert not out.exists(), argv
+    return err
+
+
+@pytest.fixture
+def nhwc_weights(tmp_path) -> Path:
+    torch.manual_seed(10)
+    torch.save(nets.UnitNHWCGenerator(z_dim=8).state_dict(), tmp_path / "u.pth")
+    return tmp_path / "u.pth"
+
+
+@pytest.mark.parametrize("shape", ["100000000000", "0", "-3", "1024,1024,2", "8,1,1,1,1,1,1,1,1"])
+def test_export_latent_shape_is_checked_first(tmp_path, capsys, nhwc_weights, shape) -> None:
+    out = tmp_path / "m"
+    err = _refused(capsys, ["export", "--module", f"{NETS}:UnitNHWCGenerator", "--weights", nhwc_weights,
+                            f"--latent-shape={shape}", "--range", "0,1", "--layout", "NHWC", "--no-int8", "--out",
+                            out], f"--latent-shape: got {shape!r}", out)
+    assert "at most 1048576" in err
+
+
+def test_export_user_code_that_raises(tmp_path, capsys, nhwc_weights) -> None:
+    src = tmp_path / "user.py"
+    src.write_text("import torch\nfrom torch import nn\n\n"
+                   "def boom():\n    raise RuntimeError('boom')\n\n"
+                   "class Fails(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+                   "        self.fc = nn.Linear(8, 16 * 16 * 3)\n\n"
+                   "    def forward(self, z):\n        raise ValueError('bad forward')\n")
+    (tmp_path / "imports.py").write_text("raise RuntimeError('at import')\n")
+    out = tmp_path / "m"
+    common = ["--weights", nhwc_weights, "--z-dim", "8", "--no-int8", "--no-fp16", "--out", out]
+    _refused(capsys, ["export", "--module", f"{src}:boom", *common],
+             "--module: calling boom() failed: RuntimeError: boom", out)
+    _refused(capsys, ["export", "--module", f"{tmp_path / 'imports.py'}:G", *common],
+             "(RuntimeError: at import)", out)
+    err = _refused(capsys, ["export", "--module", f"{src}:Fails", *common],
+                   "--module: calling the generator failed: ValueError: bad forward", out)
+    assert "--z-dim" not in err
+    _refused(capsys, ["export", "--module", f"{src}:Fails", "--latent-shape", "8", *common[:2], *common[4:]],
+             "--module: the generator fails on the contract's inputs (ValueError: bad forward)", out)
+
+
+def test_export_messages_name_flags(tmp_path, capsys, nhwc_weights) -> None:
+    names = tmp_path / "names.txt"
+    names.write_text("a\nb\nc\n")
+    out = tmp_path / "m"
+    common = ["--module", f"{NETS}:UnitNHWCGenerator", "--weights", nhwc_weights, "--range", "0,1", "--layout",
+              "NHWC", "--no-int8", "--no-fp16", "--out", out]
+    err = _refused(capsys, ["export", *common, "--z-dim", "8", "--classes", names],
+                   "--classes: got 3 classes, but the generator takes no labels", out)
+    assert "latent_shape" not in err
+    err = _refused(capsys, ["export", *common, "--z-dim", "9"], "give the shape with --latent-shape", out)
+    assert "latent_shape" not in err and err.startswith("gansample export: error: --z-dim: got 9")
+    _refused(capsys, ["export", *common, "--z-dim", "8", "--conditioning", "onehot"],
+             "--conditioning: got 'onehot'; nothing for an unconditional generator (a conditional one needs its "
+             "--classes)", out)
+    names.write_text("a\nb\na\n")
+    _refused(capsys, ["export", *common, "--z-dim", "8", "--classes", names], "--classes: got 'a'; each class name "
+             "once", out)
+    # One-hot conditioning stores a classes x classes table in the model: bounded before it is built.
+    names.write_text("".join(f"c{i}\n" for i in range(5000)))
+    _refused(capsys, ["export", *common, "--z-dim", "8", "--classes", names, "--conditioning", "onehot"],
+             "--classes: got '<5000 names>'; at most 4096 classes with --conditioning onehot", out)
+
+
+def _onnx_graph(path: Path, nodes: list, inputs: list, outputs: list, inits: list = ()) -> Path:
+    import onnx
+    from onnx import helper
+    graph = helper.make_graph(nodes, "foreign", inputs, outputs, list(inits))
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(path))
+    return path
+
+
+def test_wrap_checks_the_image_size_before_running(tmp_path, capsys) -> None:
+    from onnx import TensorProto, helper
+
+    from gansample.errors import GansampleError
+    from gansample.wrap import wrap_onnx
+
+    def fixed(name: str, shape: list[int]) -> Path:  # an image of a fixed shape, whatever the latent
+        return _onnx_graph(tmp_path / name, [
+            helper.make_node("ConstantOfShape", ["shape"], ["img"],
+                             value=helper.make_tensor("v", TensorProto.FLOAT, [1], [0.5]))],
+            [helper.make_tensor_value_info("z", TensorProto.FLOAT, [1, 8])],
+            [helper.make_tensor_value_info("img", TensorProto.FLOAT, shape)],
+            [helper.make_tensor("shape", TensorProto.INT64, [4], shape)])
+    out = tmp_path / "m"
+    huge = fixed("huge.onnx", [1, 3, 30000, 30000])  # 10.8 GB an image: refused unrun
+    err = _refused(capsys, ["wrap", huge, "--out", out, "--z-dim", "8", "--no-int8"],
+                   f"FOREIGN.onnx: got {str(huge)!r}; a generator of images at most 4096x4096 pixels", out)
+    assert "[1, 3, 30000, 30000]" in err
+    one = fixed("one.onnx", [1, 3, 8, 8])  # small, but one image for any batch
+    _refused(capsys, ["wrap", one, "--out", out, "--z-dim", "8", "--no-int8"],
+             "a generator whose image batch follows the latent batch: 4 latents gave output of shape [1, 3, 8, 8]",
+             out)
+    with pytest.raises(GansampleError, match="resolution: got 5000; an integer from 1 to 4096") as e:
+        wrap_onnx(one, out, z_dim=8, resolution=5000, int8=False)
+    assert e.value.arg == "resolution" and not out.exists()
+
+
+class _Conditional(torch.nn.Module):
+    """An embedding of 10 classes beside the latent, 8x8 RGB."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = torch.nn.Embedding(10, 8)
+        self.fc = torch.nn.Linear(16, 3 * 8 * 8)
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.fc(torch.cat([z, self.emb(y)], 1))).view(-1, 3, 8, 8)
+
+
+@pytest.fixture
+def conditional_onnx(tmp_path) -> Path:
+    torch.manual_seed(11)
+    path = tmp_path / "cond.onnx"
+    with torch.no_grad():
+        torch.onnx.export(_Conditional().eval(), (torch.randn(2, 8), torch.tensor([0, 1])), str(path),
+                          input_names=["noise", "cls"], output_names=["img"], dynamo=False,
+                          dynamic_axes={"noise": {0: "b"}, "cls": {0: "b"}, "img": {0: "b"}})
+    return path
+
+
+def test_wrap_conditional_graph_needs_its_class_names(tmp_path, capsys, conditional_onnx) -> None:
+    out = tmp_path / "m"
+    common = ["wrap", conditional_onnx, "--out", out, "--z-dim", "8", "--no-int8"]
+    err = _refused(capsys, common, "--classes: got None; the names of the graph's 10 classes, one per line: it is "
+                   "conditional (it takes an integer label input 'cls')", out)
+    assert "--z-dim" not in err and "gs_foreign" not in err
+    cases = [(["a", "b"], "--classes: got '<2 names>'; 10 names, one per class of the graph's label input 'cls'"),
+             ([str(i) for i in range(11)], "--classes: got '<11 names>'; 10 names"),
+             ([str(i) for i in range(100_001)], "--classes: got '<100001 names>'; at most 100000 class names"),
+             ([*"abcdefghi", "a"], "--classes: got 'a'; each class name once")]
+    names = tmp_path / "names.txt"
+    for lines, needle in cases:
+        names.write_text("\n".join(lines) + "\n")
+        _refused(capsys, [*common, "--classes", names], needle, out)
+    names.write_text("\n".join("abcdefghij") + "\n")
+    _refused(capsys, [*common, "--classes", names, "--conditioning", "onehot"],
+             "--conditioning: got 'onehot'; index: a wrapped graph takes integer labels", out)
+    assert run_cli(*common, "--classes", names) == 0
+    g = Generator(out, device="cpu")
+    assert g.info.class_names == list("abcdefghij")
+    assert not np.array_equal(g.sample(seeds=[3], cls="a").images, g.sample(seeds=[3], cls="j").images)
+
+
+def test_wrap_class_count_is_tried_where_the_graph_hides_it(tmp_path, capsys) -> None:
+    """A label table the graph computes (not a constant): the smoke sample tries the last class."""
+    from onnx import TensorProto, helper
+    table = np.random.RandomState(0).randn(10, 3 * 4 * 4).astype(np.float32)
+    graph = _onnx_graph(tmp_path / "hidden.onnx", [
+        helper.make_node("Identity", ["table"], ["t2"]),
+        helper.make_node("Add", ["t2", "zero"], ["t3"]),
+        helper.make_node("Gather", ["t3", "y"], ["e"]),
+        helper.make_node("ReduceMean", ["z"], ["zm"], axes=[1], keepdims=1),
+        helper.make_node("Add", ["e", "zm"], ["s"]),
+        helper.make_node("Tanh", ["s"], ["t"]),
+        helper.make_node("Reshape", ["t", "shape"], ["img"])],
+        [helper.make_tensor_value_info("z", TensorProto.FLOAT, ["b", 8]),
+         helper.make_tensor_value_info("y", TensorProto.INT64, ["b"])],
+        [helper.make_tensor_value_info("img", TensorProto.FLOAT, ["b", 3, 4, 4])],
+        [helper.make_tensor("table", TensorProto.FLOAT, [10, 48], table.reshape(-1)),
+         helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0]),
+         helper.make_tensor("shape", TensorProto.INT64, [4], [-1, 3, 4, 4])])
+    names = tmp_path / "names.txt"
+    names.write_text("\n".join(map(str, range(12))) + "\n")
+    out = tmp_path / "m"
+    _refused(capsys, ["wrap", graph, "--out", out, "--z-dim", "8", "--no-int8", "--classes", names],
+             "--classes: got '<12 names>'; as many names as the graph has classes: a smoke sample with label 11 failed",
+             out)
+    names.write_text("\n".join(map(str, range(10))) + "\n")
+    assert run_cli("wrap", graph, "--out", out, "--z-dim", "8", "--no-int8", "--classes", names) == 0
+
+
+def test_wrap_conditioning_without_classes_and_empty_out(tmp_path, capsys, monkeypatch) -> None:
+    from gansample.errors import GansampleError
+    from gansample.wrap import wrap_onnx
+    torch.manual_seed(12)
+    foreign = _plain_export(nets.UnitNHWCGenerator(z_dim=8).eval(), torch.randn(2, 8), tmp_path / "u.onnx", ["z"],
+                            ["img"])
+    out = tmp_path / "m"
+    common = ["wrap", foreign, "--z-dim", "8", "--range", "0,1", "--layout", "NHWC", "--no-int8"]
+    for cond in ("onehot", "index"):
+        _refused(capsys, [*common, "--out", out, "--conditioning", cond],
+                 f"--conditioning: got {cond!r}; nothing for an unconditional graph", out)
+    monkeypatch.chdir(tmp_path)
+    assert run_cli(*common, "--out", "") == 2
+    assert "--out: got ''" in capsys.readouterr().err
+    with pytest.raises(GansampleError, match="out: got ''; a folder path") as e:
+        wrap_onnx(foreign, "", z_dim=8, output_range=(0.0, 1.0), layout="NHWC", int8=False)
+    assert e.value.arg == "out"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["u.onnx"]

@@ -34,19 +34,41 @@ import torch.nn.functional as F
 from torch import nn
 
 from gansample import metadata as md
-from gansample.errors import GansampleError, bad_value, first_line
+from gansample.errors import GansampleError, bad_value, check_count, first_line
 from gansample.files import publish
 from gansample.reduced import add_int8, features_for
 from gansample.registry import MODEL_FILES
+from gansample.wrap import MAX_CLASSES, MAX_Z_DIM, check_class_names
 
 from .export import _ort_run, _save, _simplify, _to_onnx, quantize
 
 log = logging.getLogger("gansample")
 CONDITIONING = ("index", "onehot")
+MAX_ONEHOT_CLASSES = 4096  # a 64 MB float32 one-hot table in the exported graph
 RANGES = ((-1.0, 1.0), (0.0, 1.0))
 LAYOUTS = ("NCHW", "NHWC")
 PARITY_BATCHES = (1, 7)
 PARITY_TOL = 1e-4  # relative to max(1, |reference|)
+MAX_LATENT_DIMS = 8  # dimensions of the latent shape, without the batch
+
+
+def check_latent_shape(latent_shape: Sequence[int]) -> tuple[int, ...]:
+    """The latent shape without the batch (e.g. (100, 1, 1)), its sizes checked before any
+    tensor is built, or a GansampleError naming ``latent_shape``."""
+    try:
+        dims = list(latent_shape)
+        text = ",".join(str(d) for d in dims)
+    except TypeError:
+        dims, text = [], repr(latent_shape)
+    valid = (f"1 to {MAX_LATENT_DIMS} integers >= 1 joined by commas, e.g. 100,1,1, whose product (the latent "
+             f"size) is at most {MAX_Z_DIM}")
+    try:
+        shape = tuple(check_count("latent_shape", d, 1, MAX_Z_DIM) for d in dims)
+    except GansampleError:
+        raise bad_value("latent_shape", text, valid) from None
+    if not 1 <= len(shape) <= MAX_LATENT_DIMS or math.prod(shape) > MAX_Z_DIM:
+        raise bad_value("latent_shape", text, valid)
+    return shape
 
 
 # --- noise --------------------------------------------------------------------------------
@@ -258,23 +280,43 @@ def find_latent_shape(G: nn.Module, z_dim: int, num_classes: int = 0, conditioni
                       call: Callable[[nn.Module, torch.Tensor, torch.Tensor | None], torch.Tensor] | None = None
                       ) -> tuple[int, ...]:
     """The latent shape G takes, found by trying [B, z] and then [B, z, 1, 1]."""
+    z_dim = check_count("z_dim", z_dim, 1, MAX_Z_DIM)
     y = None
     if num_classes:
-        y = torch.zeros(1, dtype=torch.long) if conditioning != "onehot" else torch.eye(num_classes)[:1]
-    errors = []
-    for shape in ((z_dim,), (z_dim, 1, 1)):
+        y = (torch.zeros(1, dtype=torch.long) if conditioning != "onehot" else
+             F.one_hot(torch.zeros(1, dtype=torch.long), num_classes).float())
+    shapes = ((z_dim,), (z_dim, 1, 1))
+
+    def attempt(shape: tuple[int, ...], label: torch.Tensor | None) -> str | None:
+        """None where G makes a 4-D image from these inputs, else what went wrong."""
         try:
             with torch.no_grad():
-                out = (call(G, torch.zeros(1, *shape), y) if call else
-                       G(torch.zeros(1, *shape), *(() if y is None else (y,))))
-            if isinstance(out, torch.Tensor) and out.dim() == 4:
-                return shape
-            errors.append(f"{list(shape)}: output {getattr(out, 'shape', type(out).__name__)}")
+                out = (call(G, torch.zeros(1, *shape), label) if call else
+                       G(torch.zeros(1, *shape), *(() if label is None else (label,))))
         except Exception as e:  # the user's module raises what it raises
-            errors.append(f"{list(shape)}: {first_line(e, 120)}")
+            return f"{type(e).__name__}: {first_line(e, 120)}"
+        return None if isinstance(out, torch.Tensor) and out.dim() == 4 else \
+            f"output {list(getattr(out, 'shape', [])) or type(out).__name__}"
+
+    errors = []
+    for shape in shapes:
+        err = attempt(shape, y)
+        if err is None:
+            return shape
+        errors.append(err)
+    if y is not None:
+        for shape in shapes:
+            if attempt(shape, None) is None:
+                raise GansampleError(f"num_classes: got {num_classes} classes, but the generator takes no labels: "
+                                     f"it makes images from [B, {', '.join(map(str, shape))}] latents alone and "
+                                     f"fails when given labels too ({errors[shapes.index(shape)]})", "num_classes")
+    if len(set(errors)) == 1 and not errors[0].startswith("output") and str(z_dim) not in errors[0]:
+        # The same failure whatever the latent's shape: the module's code, not the latent size.
+        raise GansampleError(f"module: calling the generator failed: {errors[0]} (on [1, {z_dim}] and "
+                             f"[1, {z_dim}, 1, 1] latents)", "module")
     raise GansampleError(f"z_dim: got {z_dim}; the generator takes neither [B, {z_dim}] nor [B, {z_dim}, 1, 1] "
-                         f"latents and returns a 4-D image ({'; '.join(errors)}); give the shape with "
-                         "latent_shape", "z_dim")
+                         f"latents and returns a 4-D image ([{z_dim}]: {errors[0]}; [{z_dim}, 1, 1]: {errors[1]}); "
+                         "give the shape with latent_shape", "z_dim", refs=["latent_shape"])
 
 
 def export_generator(G: nn.Module, out: str | Path, *, z_dim: int | None = None,
@@ -308,13 +350,27 @@ def export_generator(G: nn.Module, out: str | Path, *, z_dim: int | None = None,
         raise bad_value("output_range", output_range, "(-1, 1) or (0, 1)")
     if truncation not in md.TRUNCATION_SPACES:
         raise bad_value("truncation", truncation, f"one of {', '.join(md.TRUNCATION_SPACES)}")
-    if num_classes < 0 or num_classes > 100_000:
-        raise bad_value("num_classes", num_classes, "an integer from 0 to 100000")
+    if not str(out).strip():
+        raise bad_value("out", str(out), "a folder path")
+    if num_classes < 0 or num_classes > MAX_CLASSES:
+        raise bad_value("num_classes", num_classes, f"an integer from 0 to {MAX_CLASSES}")
     if num_classes and conditioning not in CONDITIONING:
         raise bad_value("conditioning", conditioning, f"one of {', '.join(CONDITIONING)} for a conditional G")
-    names = list(class_names or [])
+    if conditioning == "onehot" and num_classes > MAX_ONEHOT_CLASSES:
+        # The adapters carry a num_classes x num_classes table into the ONNX file.
+        raise bad_value("class_names", f"<{num_classes} names>",
+                        f"at most {MAX_ONEHOT_CLASSES} classes with --conditioning onehot "
+                        f"(its one-hot table is stored in the model; index conditioning takes up to {MAX_CLASSES})")
+    if not num_classes and conditioning is not None:
+        raise GansampleError(f"conditioning: got {conditioning!r}; nothing for an unconditional generator (a "
+                             "conditional one needs its class_names)", "conditioning", refs=["class_names"])
+    names = check_class_names(class_names or [])
     if names and len(names) != num_classes:
         raise bad_value("class_names", f"<{len(names)} names>", f"{num_classes} names (num_classes)")
+    if z_dim is not None:
+        z_dim = check_count("z_dim", z_dim, 1, MAX_Z_DIM)
+    if latent_shape is not None:
+        latent_shape = check_latent_shape(latent_shape)
     G = G.eval()
     w_tensor = None
     if truncation == "w":
@@ -335,21 +391,24 @@ def export_generator(G: nn.Module, out: str | Path, *, z_dim: int | None = None,
     with noise, torch.no_grad():
         if latent_shape is None:
             if z_dim is None:
-                raise bad_value("z_dim", None, "the latent size (or latent_shape)")
+                raise GansampleError("z_dim: got None; the latent size (or latent_shape)", "z_dim",
+                                     refs=["latent_shape"])
             shape = find_latent_shape(G, z_dim, num_classes, conditioning,
                                       (lambda m, x, y: make_probe(m, x, y)) if truncation == "w" else None)
         else:
-            shape = tuple(int(d) for d in latent_shape)
+            shape = tuple(latent_shape)
         zdim = math.prod(shape)
         if z_dim is not None and z_dim != zdim:
-            raise bad_value("z_dim", z_dim, f"the product of latent_shape {list(shape)} ({zdim})")
+            raise GansampleError(f"z_dim: got {z_dim}; the product of latent_shape {list(shape)} ({zdim})", "z_dim",
+                                 refs=["latent_shape"])
         adapter = make()
         probe = _example_inputs(adapter, 1, zdim, num_classes, truncation)
         try:
             img = adapter(*probe[0])
-        except Exception as e:
+        except Exception as e:  # the user's module raises what it raises
             first = first_line(e)
-            raise GansampleError(f"module: the generator fails on the contract's inputs ({first})", "module") from None
+            raise GansampleError(f"module: the generator fails on the contract's inputs ({type(e).__name__}: {first})",
+                                 "module") from None
         if img.dim() != 4 or img.shape[1] not in (1, 3) or img.shape[2] != img.shape[3]:
             raise bad_value("layout", layout, f"a layout that makes G's output [B, C, H, H] with C 1 or 3; "
                             f"G returns {list(img.shape)} read as {layout} (is it "
@@ -482,7 +541,7 @@ def load_module(spec: str, args: dict[str, Any] | None = None) -> nn.Module:
     module = importlib.util.module_from_spec(loader_spec)
     try:
         loader_spec.loader.exec_module(module)
-    except Exception as e:  # the user's file: SyntaxError, ImportError, anything it raises
+    except (Exception, SystemExit) as e:  # the user's file: SyntaxError, ImportError, anything it raises
         first = first_line(e)
         raise bad_value("module", spec, f"a file that imports cleanly ({type(e).__name__}: {first})") from None
     target = getattr(module, attr, None)
@@ -496,10 +555,18 @@ def load_module(spec: str, args: dict[str, Any] | None = None) -> nn.Module:
                         "that does not derive from nn.Module")
     if not callable(target):
         raise bad_value("module", spec, f"a class or factory function; {attr} is a {type(target).__name__}")
+    kwargs = args or {}
     try:
-        obj = target(**(args or {}))
+        inspect.signature(target).bind(**kwargs)
     except TypeError as e:
-        raise bad_value("arg", args or {}, f"arguments {attr} accepts ({e})") from None
+        raise bad_value("arg", kwargs, f"arguments {attr} accepts ({e})") from None
+    except ValueError:  # no signature to read (a builtin): the call itself checks
+        pass
+    try:
+        obj = target(**kwargs)
+    except (Exception, SystemExit) as e:  # the user's code raises what it raises
+        raise GansampleError(f"module: calling {attr}() failed: {type(e).__name__}: {first_line(e)}",
+                             "module") from None
     if not isinstance(obj, nn.Module):
         raise bad_value("module", spec, f"a factory that returns an nn.Module; {attr} returned "
                         f"{type(obj).__name__}")
