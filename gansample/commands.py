@@ -749,7 +749,17 @@ def wrap(a: argparse.Namespace) -> int:
 # --- train -------------------------------------------------------------------------------
 def train(a: argparse.Namespace) -> int:
     try:
-        from .training.config import RESUMABLE, TrainConfig, apply_overrides
+        from .training.config import RESUMABLE, TrainConfig, apply_overrides  # no torch: checks come first
+    except ModuleNotFoundError as e:
+        raise _install_hint("train", e.name or "torch") from None
+    if not a.resume:  # the settings as typed, checked before torch loads (seconds)
+        early = apply_overrides(TrainConfig(), a.overrides)
+        for k, v in {"steps": a.steps, "batch_size": a.batch_size, "seed": a.seed, "device": a.device,
+                     "recipe": a.recipe}.items():
+            if v is not None:
+                setattr(early, k, v)
+        early.validate()
+    try:
         from .training.train import img_per_s, train as run_training
     except ModuleNotFoundError as e:
         raise _install_hint("train", e.name or "torch") from None

@@ -198,3 +198,13 @@ def test_app_options_are_checked_before_gradio_loads(tmp_path):
                          timeout=180)
     assert out.returncode == 2 and "--default: got 'nope'; the demo's models are: emoji, fashion-mnist" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_train_settings_are_checked_before_torch_loads(image_folder):
+    code = ("import sys\nfrom gansample.cli import main\n"
+            f"rcs = [main(['train', '--data', {str(image_folder)!r}, *args]) for args in "
+            "(['--steps', '0'], ['--set', 'batch_size=0'], ['--set', 'augment=bogus'], ['--seed', '-1'])]\n"
+            "print(*rcs, 'torch' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.split() == ["2", "2", "2", "2", "False"], out.stdout + out.stderr
+    assert "--steps: got 0" in out.stderr and "--set augment: got 'bogus'" in out.stderr
