@@ -124,8 +124,8 @@ def _add_generate(sub: Any) -> None:
     p.add_argument("--format", choices=("png", "npz", "grid", "webdataset", "parquet"), default="png",
                    help="png: one file per seed + grid.png; npz: one images.npz; grid: grid.png only; "
                         "webdataset / parquet: shards + index.json (the 'shards' extra)")
-    p.add_argument("--shard-size", type=_int_in("shard-size", 1, 10_000_000), default=10_000,
-                   help="samples per shard (webdataset, parquet)")
+    p.add_argument("--shard-size", type=_int_in("shard-size", 1, 10_000_000), default=None,
+                   help="samples per shard (webdataset, parquet; none: 10000)")
     p.add_argument("--outdir", default=None, help="output folder (default: out/MODEL)")
     p.add_argument("--skip-existing", action="store_true", help="skip seeds whose PNG (or shard) already exists")
     p.add_argument("--filter", default=None, metavar="top:F|drs[:P]",

@@ -56,6 +56,13 @@ def generate(a: argparse.Namespace) -> int:
                                    ("gpus_per_worker", a.gpus_per_worker, a.gpus_per_worker != 0)):
             if given:
                 raise GansampleError(f"{flag}: got {value!r}; it applies to --engine ray only", flag)
+    shards = a.format in ("webdataset", "parquet")
+    if a.shard_size is not None and not shards:
+        raise GansampleError(f"shard_size: got {a.shard_size}; it applies to --format webdataset or parquet, "
+                             f"not {a.format}", "shard_size")
+    if a.skip_existing and a.format not in ("png", "webdataset", "parquet"):
+        raise GansampleError(f"format: got {a.format!r}; --skip-existing works on png files and shards "
+                             "(npz and grid are written whole)", "format")
     g = Generator(a.model, device=a.device, variant=a.variant, threads=a.threads, batch_size=a.batch_size,
                   spinning=a.format not in ("png", "webdataset", "parquet"))
     psi = g.check_psi(a.trunc)
@@ -70,8 +77,8 @@ def generate(a: argparse.Namespace) -> int:
         seeds, scores = _filtered_seeds(a, g, seeds, psi, outdir)
     _verbose_device(g, a.verbose)
     with _progress_bar(len(seeds), a.quiet or len(seeds) < 512) as update:
-        rep = write_samples(g, seeds, outdir, a.format, psi, a.cls, a.skip_existing and a.format != "npz",
-                            scores, a.workers, progress=update, shard_size=a.shard_size,
+        rep = write_samples(g, seeds, outdir, a.format, psi, a.cls, a.skip_existing,
+                            scores, a.workers, progress=update, shard_size=a.shard_size or 10_000,
                             command=["gansample", *sys.argv[1:]], engine=a.engine, address=a.address,
                             gpus_per_worker=a.gpus_per_worker)
     if not a.quiet:

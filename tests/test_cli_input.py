@@ -54,6 +54,8 @@ def test_empty_values_are_refused_not_taken_as_here_or_default(tiny_model, tmp_p
     (["--address", "auto"], "--address: got 'auto'; it applies to --engine ray only"),
     (["--engine", "ray", "--format", "parquet", "--gpus-per-worker", "nan"], "--gpus-per-worker: got nan"),
     (["--engine", "ray", "--format", "parquet", "--gpus-per-worker", "-1"], "--gpus-per-worker: got -1.0"),
+    (["--shard-size", "100"], "--shard-size: got 100; it applies to --format webdataset or parquet, not png"),
+    (["--format", "npz", "--skip-existing"], "--format: got 'npz'; --skip-existing works on png files and shards"),
 ])
 def test_refused_generate_leaves_no_empty_folders(tiny_model, tmp_path, capsys, args, needle):
     out = tmp_path / "a" / "b" / "c"
