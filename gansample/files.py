@@ -205,9 +205,9 @@ def ensure_outdir(path: str | os.PathLike[str], arg: str = "outdir") -> Path:
         while not p.exists() and p != p.parent:
             missing.append(p)
             p = p.parent
-        out.mkdir(parents=True, exist_ok=True)
-        for t in _TRACKERS:
+        for t in _TRACKERS:  # before mkdir: a deeper part that fails leaves its parents made
             t.paths.extend(reversed(missing))
+        out.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(dir=out, prefix=".probe-")
         os.close(fd)
         os.unlink(probe)

@@ -20,6 +20,8 @@ from __future__ import annotations
 import os
 import time
 import warnings
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -282,10 +284,13 @@ def save_latents(path: str | os.PathLike[str], latents: np.ndarray, labels: np.n
 MAX_LATENT_FILE = 256 * 2**20  # on disk, and decoded (an .npz compresses)
 
 
+LATENT_MEMBERS = ("latents.npy", "labels.npy")  # what load_latents reads from an .npz
+
+
 def _declared_arrays(path: Path) -> list[tuple[tuple[int, ...], np.dtype[Any]]]:
-    """(shape, dtype) of the arrays in an .npy or .npz as their headers declare them, read
-    without decoding any data: the sizes are checked before memory is spent."""
-    import zipfile
+    """(shape, dtype) of the arrays that load_latents reads from an .npy or .npz, as their
+    headers declare them, read without decoding any data: the sizes are checked before
+    memory is spent. An .npz is told by its first bytes, as numpy tells it."""
 
     def header(f: Any) -> tuple[tuple[int, ...], np.dtype[Any]]:
         version = np.lib.format.read_magic(f)
@@ -293,15 +298,17 @@ def _declared_arrays(path: Path) -> list[tuple[tuple[int, ...], np.dtype[Any]]]:
         shape, _, dtype = read(f, max_header_size=10_000)
         return tuple(int(d) for d in shape), dtype
 
-    if zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as z:
-            out = []
-            for info in z.infolist()[:16]:
-                with z.open(info) as f:
-                    out.append(header(f))
-            return out
     with open(path, "rb") as f:
-        return [header(f)]
+        if f.read(4) != b"PK\x03\x04":
+            f.seek(0)
+            return [header(f)]
+    with zipfile.ZipFile(path) as z:
+        out = []
+        for member in LATENT_MEMBERS:
+            if member in z.namelist():
+                with z.open(member) as f:
+                    out.append(header(f))
+        return out
 
 
 def check_latent_files(paths: "Sequence[str | os.PathLike[str]]", arg: str = "latents",
@@ -319,13 +326,16 @@ def check_latent_files(paths: "Sequence[str | os.PathLike[str]]", arg: str = "la
             raise bad_value(arg, str(p), f"a latent file of at most {MAX_LATENT_FILE >> 20} MB")
         try:
             declared = _declared_arrays(path)
-        except (OSError, ValueError, EOFError, RuntimeError) as e:
+        except (OSError, ValueError, EOFError, RuntimeError, NotImplementedError, zlib.error,
+                zipfile.BadZipFile) as e:
             raise bad_value(arg, str(p), f"an .npz or .npy latent file ({first_line(e)})") from None
         decoded = sum(int(np.prod(shape, dtype=np.float64)) * dtype.itemsize for shape, dtype in declared)
         if decoded > MAX_LATENT_FILE:
             raise bad_value(arg, str(p), f"latent arrays of at most {MAX_LATENT_FILE >> 20} MB decoded; its headers "
                             f"declare {decoded / 2**20:.0f} MB")
-        rows += max((shape[0] if len(shape) > 1 else 1 for shape, _ in declared), default=0)
+        if declared:  # the latents: the first array of an .npy, latents.npy of an .npz
+            shape = declared[0][0]
+            rows += shape[0] if len(shape) > 1 else 1
         if max_rows is not None and rows > max_rows:
             raise bad_value(arg, str(p), f"at most {max_rows} latents in all files together; "
                             f"these declare {rows} so far")
@@ -355,8 +365,9 @@ def load_latents(paths: "str | os.PathLike[str] | Sequence[str | os.PathLike[str
                     y = data["labels"] if "labels" in data.files else None
         except GansampleError:
             raise
-        except (OSError, ValueError, EOFError) as e:
-            raise bad_value(arg, str(p), f"an .npz or .npy latent file without pickled objects ({e})") from None
+        except (OSError, ValueError, EOFError, NotImplementedError, zlib.error, zipfile.BadZipFile) as e:
+            raise bad_value(arg, str(p), f"an .npz or .npy latent file without pickled objects "
+                            f"({first_line(e)})") from None
         z = np.asarray(z)
         if z.ndim == 1:
             z = z[None]

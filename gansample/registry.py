@@ -40,7 +40,7 @@ def search_dirs() -> list[Path]:
     return extra + [bundled_dir()]
 
 
-def _from_folder(folder: Path, name: str) -> ModelFiles:
+def model_files_in(folder: Path, name: str) -> ModelFiles:
     gens = {v: folder / f for v, f in GENERATOR_FILES.items() if (folder / f).is_file()}
     disc, enc = folder / DISCRIMINATOR_FILE, folder / ENCODER_FILE
     return ModelFiles(name, folder, gens, disc if disc.is_file() else None, enc if enc.is_file() else None)
@@ -71,20 +71,22 @@ def _resolve(spec: str) -> ModelFiles:
     if path.is_file():
         if path.suffix != ".onnx":
             raise bad_value("model", spec, "a model name, a model folder or an .onnx file")
-        files = _from_folder(path.parent, path.parent.name)
+        files = model_files_in(path.parent, path.parent.name)
         if path.name == DISCRIMINATOR_FILE:
             return ModelFiles(files.name, path.parent, {}, path)
         files.generators = {"given": path}
         return files
+    models = available_models()
     if path.is_dir():
-        files = _from_folder(path, path.resolve().name)
+        files = model_files_in(path, path.resolve().name)
         if not files.generators and not files.discriminator:
+            if spec in models:  # a data folder named like a model (./fashion-mnist/) does not hide it
+                return model_files_in(models[spec], spec)
             raise bad_value("model", spec, f"a model folder with {GENERATOR_FILES['fp32']} or "
                             f"{DISCRIMINATOR_FILE}; this folder has neither")
         return files
-    models = available_models()
     if spec in models:
-        return _from_folder(models[spec], spec)
+        return model_files_in(models[spec], spec)
     known = ", ".join(sorted(models)) or "none installed"
     raise GansampleError(f"model: unknown model {spec!r}; available: {known} "
                          "(or pass a model folder or an .onnx file)", "model")

@@ -210,3 +210,57 @@ def test_train_settings_are_checked_before_torch_loads(image_folder):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.split() == ["2", "2", "2", "2", "False"], out.stdout + out.stderr
     assert "--steps: got 0" in out.stderr and "--set augment: got 'bogus'" in out.stderr
+
+
+def test_a_data_folder_named_like_a_model_does_not_hide_it(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "fashion-mnist").mkdir()  # e.g. the user's copy of the data set
+    assert run_cli("models", "--format", "json") == 0
+    import json
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["fashion-mnist"]["resolution"] == 28 and "error" not in rows["fashion-mnist"]
+    assert run_cli("generate", "-n", 2, "-q") == 0
+    assert sorted(p.name for p in (tmp_path / "out" / "fashion-mnist").glob("seed*.png")) == ["seed0000.png",
+                                                                                             "seed0001.png"]
+
+
+def test_latent_npz_headers_read_only_what_is_loaded(tiny_model, tmp_path, capsys):
+    z = np.random.default_rng(0).standard_normal((3, 16)).astype(np.float32)
+    extra = tmp_path / "extra.npz"
+    with zipfile.ZipFile(extra, "w") as f:  # a note beside the arrays: numpy loads it, so do we
+        f.writestr("README.txt", "projected latents")
+        buf = __import__("io").BytesIO()
+        np.save(buf, z)
+        f.writestr("latents.npy", buf.getvalue())
+    assert run_cli("generate", "--latents", extra, "--model", tiny_model, "--class", 0, "--outdir", tmp_path / "g",
+                   "-q") == 0
+    assert len(list((tmp_path / "g").glob("extra-*.png"))) == 3
+    # Sixteen small members first, then a latents.npy that declares 300 MB: still sized.
+    bomb = tmp_path / "bomb17.npz"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as f:
+        for i in range(16):
+            f.writestr(f"a{i}.npy", _npy_header((1,)) + bytes(4))
+        f.writestr("latents.npy", _npy_header((5_000_000, 16)) + bytes(1024))
+    assert "headers declare 305 MB" in _refused(capsys, "generate", "--latents", bomb, "--model", tiny_model,
+                                                "--class", 0, "--outdir", tmp_path / "o")
+    broken = tmp_path / "broken.npz"
+    broken.write_bytes(extra.read_bytes()[:40])  # a zip cut short
+    assert f"--latents: got '{broken}'; an .npz or .npy latent file" in _refused(
+        capsys, "generate", "--latents", broken, "--model", tiny_model, "--class", 0, "--outdir", tmp_path / "o")
+
+
+def test_parents_made_before_a_failing_folder_are_removed(tiny_model, tmp_path, capsys):
+    err = _refused(capsys, "generate", "-n", 2, "--model", tiny_model, "--outdir", tmp_path / "newp" / ("x" * 300))
+    assert "--outdir: got" in err and "cannot be written" in err
+    assert not (tmp_path / "newp").exists()
+
+
+def test_app_blames_the_host_for_an_address_not_of_this_machine():
+    from gansample.commands import _check_listen
+    with pytest.raises(GansampleError, match=r"--host: got '192\.0\.2\.1'; no address of it can be listened on"):
+        _check_listen("192.0.2.1", 7861)  # TEST-NET-1: never an address of this machine
+    for host in ("0.0.0.0", "localhost"):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        _check_listen(host, port)
