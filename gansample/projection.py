@@ -306,8 +306,8 @@ def _declared_arrays(path: Path) -> list[tuple[tuple[int, ...], np.dtype[Any]]]:
         out = []
         for member in LATENT_MEMBERS:
             if member in z.namelist():
-                with z.open(member) as f:
-                    out.append(header(f))
+                with z.open(member) as m:
+                    out.append(header(m))
         return out
 
 
