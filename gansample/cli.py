@@ -10,10 +10,10 @@ import argparse
 import logging
 import signal
 import sys
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from .commands import MAX_GENERATE
-from .files import track_created_folders
+from .files import CreatedFolders
 from .errors import GansampleError
 
 # Python argument names (what the library's errors name) -> the CLI flag for them.
@@ -450,25 +450,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         previous = signal.signal(signal.SIGTERM, _sigterm)  # a kill ends like Ctrl-C: cleaned up
     except ValueError:  # not the main thread
         previous = None
-    created = track_created_folders()
-    rc = 1
+    created = CreatedFolders()
+    rc = 1  # until a command returns: an uncaught error is a failure too
+    try:
+        rc = _run(args, names)
+        return rc
+    finally:
+        if rc != 0:  # a failed command leaves no empty output folders behind
+            created.remove_empty()
+        created.stop()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run(args: argparse.Namespace, names: Mapping[str, str]) -> int:
+    """The command's exit code; user errors, interrupts and OS errors as one line each."""
     try:
         from . import commands
         run: Callable[[argparse.Namespace], int] = getattr(commands, args.command.replace("-", "_"))
-        rc = run(args)
-        return rc
+        return run(args)
     except GansampleError as e:
         print(f"gansample {args.command}: error: {e.renamed(names)}", file=sys.stderr)
-        rc = e.exit_code
-        return rc
+        return e.exit_code
     except KeyboardInterrupt:
         print(f"gansample {args.command}: interrupted", file=sys.stderr)
-        rc = 130
-        return rc
+        return 130
     except BrokenPipeError:  # output piped into `head` and the like
         sys.stderr.close()
-        rc = 0
-        return rc
+        return 0
     except MemoryError:
         print(f"gansample {args.command}: error: out of memory", file=sys.stderr)
         return 1
@@ -476,12 +485,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = f" ({e.filename})" if getattr(e, "filename", None) else ""
         print(f"gansample {args.command}: error: {e.strerror or e}{where}", file=sys.stderr)
         return 1
-    finally:
-        if rc != 0:  # a failed command leaves no empty output folders behind
-            created.remove_empty()
-        created.stop()
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -33,11 +33,7 @@ def _check_file_target(path: str | os.PathLike[str], arg: str) -> None:
 
     if Path(path).is_dir():
         raise GansampleError(f"{arg}: got {str(path)!r}; it is a folder, expected a file path", arg)
-    try:
-        ensure_outdir(Path(path).absolute().parent, arg)
-    except GansampleError as e:
-        reason = str(e).split("; ", 1)[-1]
-        raise GansampleError(f"{arg}: got {str(path)!r}; {reason}", arg) from None
+    ensure_outdir(Path(path).absolute().parent, arg, given=str(path))
 
 
 def _verbose_device(g: Any, verbose: bool) -> None:
@@ -258,10 +254,7 @@ def project(a: argparse.Namespace) -> int:
     from .projection import (check_args, features_for, load_encoder, load_targets, project as run_projection,
                              save_latents)
 
-    check_args(a.steps, a.popsize, a.feature_weight, a.d_weight)
-    from .errors import check_count
-    from .latents import MAX_SEED
-    check_count("seed", a.seed, 0, MAX_SEED, "an integer")
+    check_args(a.steps, a.popsize, a.feature_weight, a.d_weight, a.seed)
     g = Generator(a.model, device=a.device, variant=a.variant, threads=a.threads, spinning=False)
     if a.cls is not None:
         g.class_index(a.cls)  # validates --class before any work
@@ -769,19 +762,6 @@ def train(a: argparse.Namespace) -> int:
         from .training.config import RESUMABLE, TrainConfig, apply_overrides  # no torch: checks come first
     except ModuleNotFoundError as e:
         raise _install_hint("train", e.name or "torch") from None
-    if not a.resume:  # the settings as typed, checked before torch loads (seconds)
-        early = TrainConfig()
-        for k, v in {"steps": a.steps, "batch_size": a.batch_size, "seed": a.seed, "device": a.device,
-                     "recipe": a.recipe}.items():
-            if v is not None:
-                setattr(early, k, v)
-        apply_overrides(early, a.overrides).validate()  # --set wins over a flag, as in the run itself
-    try:
-        from .training.train import img_per_s, train as run_training
-    except ModuleNotFoundError as e:
-        raise _install_hint("train", e.name or "torch") from None
-    if a.nproc > 1 and "RANK" not in os.environ:
-        return _torchrun(a)
     if a.resume and (a.data or a.resolution or a.conditional or a.recipe):
         raise GansampleError("--resume: continues a run with its own config; only --steps may be "
                              "given with it (not --data, --resolution, --conditional or --recipe)")
@@ -799,7 +779,15 @@ def train(a: argparse.Namespace) -> int:
             setattr(cfg, k, v)
     cfg.conditional = a.conditional
     cfg.download = a.download
-    cfg = apply_overrides(cfg, a.overrides)
+    cfg = apply_overrides(cfg, a.overrides)  # --set wins over a flag
+    if not a.resume:  # the settings as typed, checked before torch loads (seconds)
+        cfg.validate()
+    try:
+        from .training.train import img_per_s, train as run_training
+    except ModuleNotFoundError as e:
+        raise _install_hint("train", e.name or "torch") from None
+    if a.nproc > 1 and "RANK" not in os.environ:
+        return _torchrun(a)
     run = run_training(cfg, a.outdir, resume=a.resume, progress=not a.quiet, steps=a.steps,
                        given=named + (["device"] if a.device else []))
     if os.environ.get("RANK", "0") == "0":

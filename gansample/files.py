@@ -187,19 +187,17 @@ class CreatedFolders:
 _TRACKERS: list[CreatedFolders] = []
 
 
-def track_created_folders() -> CreatedFolders:
-    return CreatedFolders()
-
-
-def ensure_outdir(path: str | os.PathLike[str], arg: str = "outdir") -> Path:
+def ensure_outdir(path: str | os.PathLike[str], arg: str = "outdir", given: str | None = None) -> Path:
     """Create the folder (and parents), check it is writable and clear temporary files
-    left by killed runs; or raise an error naming ``arg``."""
+    left by killed runs; or raise an error naming ``arg`` that echoes ``given`` (what the
+    user typed, e.g. the file the folder is for; default: ``path``)."""
     out = Path(path)
+    shown = str(path) if given is None else given
     if not str(path).strip():
-        raise GansampleError(f"{arg}: got {str(path)!r}; expected a folder path", arg)
+        raise GansampleError(f"{arg}: got {shown!r}; expected a folder path", arg)
     try:
         if out.exists() and not out.is_dir():
-            raise GansampleError(f"{arg}: got {str(path)!r}; it is an existing file, expected a folder", arg)
+            raise GansampleError(f"{arg}: got {shown!r}; it is an existing file, expected a folder", arg)
         missing: list[Path] = []
         p = out.absolute()
         while not p.exists() and p != p.parent:
@@ -212,7 +210,7 @@ def ensure_outdir(path: str | os.PathLike[str], arg: str = "outdir") -> Path:
         os.close(fd)
         os.unlink(probe)
     except OSError as e:
-        raise GansampleError(f"{arg}: got {str(path)!r}; the folder cannot be written ({e.strerror or e})",
+        raise GansampleError(f"{arg}: got {shown!r}; the folder cannot be written ({e.strerror or e})",
                              arg) from None
     clean_stale_temps(out)
     return out

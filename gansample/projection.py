@@ -126,7 +126,9 @@ def _load_cma() -> Any:
     return cma
 
 
-def check_args(steps: int, popsize: int, feature_weight: float, d_weight: float) -> tuple[int, int, float, float]:
+def check_args(steps: int, popsize: int, feature_weight: float, d_weight: float,
+               seed: int = 0) -> tuple[int, int, float, float, int]:
+    """The search's settings, each checked by name (before any image is read or model run)."""
     steps = check_count("steps", steps, 1, MAX_STEPS, "an integer (CMA-ES generations)")
     popsize = check_count("popsize", popsize, 4, MAX_POPSIZE, "an integer (candidates per generation)")
     out = []
@@ -138,7 +140,7 @@ def check_args(steps: int, popsize: int, feature_weight: float, d_weight: float)
         if not (0.0 <= f <= 1e6):
             raise bad_value(name, v, "a number in [0, 1e6]")
         out.append(f)
-    return steps, popsize, out[0], out[1]
+    return steps, popsize, out[0], out[1], check_count("seed", seed, 0, MAX_SEED, "an integer")
 
 
 def features_for(g: Generator, path: "str | os.PathLike[str] | None" = None, device: str = "auto") -> Any:
@@ -193,8 +195,7 @@ def project(g: Generator, images: np.ndarray, cls: "int | str | None" = None, st
     best of a screen over every class) is used. ``features``: a
     gansample.metrics.FeatureExtractor for the feature term (None: pixels only).
     ``d``: a gansample.discriminator.Discriminator for the realism term (``d_weight`` > 0)."""
-    steps, popsize, feature_weight, d_weight = check_args(steps, popsize, feature_weight, d_weight)
-    seed = check_count("seed", seed, 0, MAX_SEED, "an integer")
+    steps, popsize, feature_weight, d_weight, seed = check_args(steps, popsize, feature_weight, d_weight, seed)
     info = g.info
     r, c = info.img_resolution, info.img_channels
     images = np.asarray(images)

@@ -76,15 +76,16 @@ def _resolve(spec: str) -> ModelFiles:
             return ModelFiles(files.name, path.parent, {}, path)
         files.generators = {"given": path}
         return files
-    models = available_models()
     if path.is_dir():
         files = model_files_in(path, path.resolve().name)
-        if not files.generators and not files.discriminator:
-            if spec in models:  # a data folder named like a model (./fashion-mnist/) does not hide it
-                return model_files_in(models[spec], spec)
-            raise bad_value("model", spec, f"a model folder with {GENERATOR_FILES['fp32']} or "
-                            f"{DISCRIMINATOR_FILE}; this folder has neither")
-        return files
+        if files.generators or files.discriminator:
+            return files
+        found = available_models()
+        if spec in found:  # a data folder named like a model (./fashion-mnist/) does not hide it
+            return model_files_in(found[spec], spec)
+        raise bad_value("model", spec, f"a model folder with {GENERATOR_FILES['fp32']} or "
+                        f"{DISCRIMINATOR_FILE}; this folder has neither")
+    models = available_models()
     if spec in models:
         return model_files_in(models[spec], spec)
     known = ", ".join(sorted(models)) or "none installed"

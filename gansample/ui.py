@@ -472,4 +472,3 @@ def serve(a: argparse.Namespace) -> int:
     demo.launch(server_name=a.host, server_port=a.port, theme=THEME, show_error=True,
                 footer_links=["api"], quiet=True, max_file_size=MAX_UPLOAD_BYTES)
     return 0
-

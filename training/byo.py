@@ -352,8 +352,7 @@ def export_generator(G: nn.Module, out: str | Path, *, z_dim: int | None = None,
         raise bad_value("truncation", truncation, f"one of {', '.join(md.TRUNCATION_SPACES)}")
     if not str(out).strip():
         raise bad_value("out", str(out), "a folder path")
-    if num_classes < 0 or num_classes > MAX_CLASSES:
-        raise bad_value("num_classes", num_classes, f"an integer from 0 to {MAX_CLASSES}")
+    num_classes = check_count("num_classes", num_classes, 0, MAX_CLASSES)
     if num_classes and conditioning not in CONDITIONING:
         raise bad_value("conditioning", conditioning, f"one of {', '.join(CONDITIONING)} for a conditional G")
     if conditioning == "onehot" and num_classes > MAX_ONEHOT_CLASSES:
